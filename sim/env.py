@@ -1,0 +1,182 @@
+"""The batched env: the contract every trainer, recorder and benchmark in robo_reward relies on.
+
+    env = sim.make("push_cube", num_envs=64, backend="cpu", device="cpu", seed=0)
+    obs = env.reset()                                    # (N, obs_dim) float32
+    obs, reward, terminated, truncated, info = env.step(action)   # action (N, act_dim) in [-1, 1]
+    frames = env.render()                                # uint8 (N, V, H, W, 3)
+
+``info`` (all tensors, (N,) unless noted) describes the state the step reached *before* auto-reset:
+``success`` bool, ``progress`` float in [0, 1] (privileged), ``stage`` int64 (see ``stage_names``),
+``final_obs`` (N, obs_dim) — equal to ``obs`` except for envs that were just reset —, ``time_outs``
+(= truncated, for rsl-rl) and ``reward_terms``: a dict of the raw dense terms. ``terminated`` marks
+true terminal states (success, a fallen robot); ``truncated`` marks the time limit only, where value
+bootstrapping and the shaping term γΦ(s') must be kept.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from sim.physics import ThreadedPhysics
+from sim.render import BatchRenderer
+from sim.tasks.base import Task
+
+REWARD_MODES = ("dense", "sparse")
+
+
+class BatchedEnv:
+    """N auto-resetting copies of one task, stepped together; returns torch tensors on ``device``."""
+
+    def __init__(
+        self,
+        task: Task,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        reward: str = "dense",
+        cameras: tuple[str, ...] | None = None,
+        render_size: tuple[int, int] = (64, 64),
+        num_threads: int | None = None,
+    ) -> None:
+        if reward not in REWARD_MODES:
+            raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
+        self.task = task
+        self.num_envs = task.num_envs
+        self.device = torch.device(device)
+        self.reward_mode = reward
+        self.cameras = tuple(cameras) if cameras else task.cameras
+        self.render_size = render_size
+        self.model = task.build_model()
+        self.physics = ThreadedPhysics(
+            self.model, self.num_envs, task.substeps, kinematics=task.needs_kinematics, num_threads=num_threads
+        )
+        task.bind(self.physics)
+        self.dt = self.model.opt.timestep * task.substeps
+        self.episode_step = np.zeros(self.num_envs, dtype=np.int64)
+        self._rng = np.random.default_rng(seed)
+        self._renderer: BatchRenderer | None = None
+        self._obs = np.zeros((self.num_envs, task.obs_dim), dtype=np.float32)
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def obs_dim(self) -> int:
+        return self.task.obs_dim
+
+    @property
+    def act_dim(self) -> int:
+        return self.task.act_dim
+
+    @property
+    def max_episode_steps(self) -> int:
+        return self.task.max_episode_steps
+
+    @property
+    def instruction(self) -> str:
+        return self.task.instruction
+
+    # -- contract ---------------------------------------------------------------------------
+    def reset(self, seed: int | None = None) -> torch.Tensor:
+        """Reset every env (re-seeding when ``seed`` is given) and return the observation."""
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+        self._reset_envs(np.arange(self.num_envs))
+        self._obs = self.task.observe()
+        return self._to_tensor(self._obs)
+
+    def step(self, action: torch.Tensor | np.ndarray):
+        act = self._check_action(action)
+        task = self.task
+        task.before_step()
+        task.apply_action(act)
+        self.physics.step()
+        self.episode_step += 1
+        task.update()
+
+        terms = task.reward_terms(act)
+        outcome = task.evaluate()
+        if self.reward_mode == "dense":
+            reward = task.dense_reward(terms)
+        else:
+            reward = outcome.success.astype(np.float64)
+        terminated = outcome.terminated
+        truncated = (self.episode_step >= task.max_episode_steps) & ~terminated
+        obs = task.observe()
+        final_obs = obs
+        done = np.flatnonzero(terminated | truncated)
+        if len(done):
+            final_obs = obs.copy()
+            self._reset_envs(done)
+            obs[done] = task.observe()[done]
+        self._obs = obs
+
+        info = {
+            "success": torch.from_numpy(outcome.success.copy()).to(self.device),
+            "progress": self._to_tensor(outcome.progress),
+            "stage": torch.from_numpy(outcome.stage.astype(np.int64)).to(self.device),
+            "final_obs": self._to_tensor(final_obs),
+            "time_outs": torch.from_numpy(truncated).to(self.device),
+            "reward_terms": {name: self._to_tensor(value) for name, value in terms.items()},
+        }
+        return (
+            self._to_tensor(obs),
+            self._to_tensor(reward),
+            torch.from_numpy(terminated.copy()).to(self.device),
+            torch.from_numpy(truncated).to(self.device),
+            info,
+        )
+
+    def render(self) -> torch.Tensor:
+        """Images of every env from every camera in ``self.cameras``: uint8 (N, V, H, W, 3)."""
+        if self._renderer is None:
+            height, width = self.render_size
+            self._renderer = BatchRenderer(self.model, self.num_envs, self.cameras, height, width)
+        return torch.from_numpy(self._renderer.render(self.physics.datas))
+
+    def expert(self, obs: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
+        """Scripted expert actions (N, act_dim) for the envs' current state (``obs`` from the last step)."""
+        obs_np = self._obs if obs is None else np.asarray(torch.as_tensor(obs).cpu(), dtype=np.float32)
+        if obs_np.shape != (self.num_envs, self.obs_dim):
+            raise ValueError(f"obs must have shape ({self.num_envs}, {self.obs_dim}), got {tuple(obs_np.shape)}")
+        return self._to_tensor(self.task.expert(obs_np))
+
+    def close(self) -> None:
+        self.physics.close()
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    def __enter__(self) -> BatchedEnv:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _reset_envs(self, ids: np.ndarray) -> None:
+        for i in ids:
+            self.physics.datas[i].time = 0.0
+        self.task.reset(ids, self._rng)
+        self.physics.refresh(ids)
+        self.task.after_reset(ids)
+        self.episode_step[ids] = 0
+
+    def _check_action(self, action: torch.Tensor | np.ndarray) -> np.ndarray:
+        expected = (self.num_envs, self.act_dim)
+        if isinstance(action, torch.Tensor):
+            floating = action.is_floating_point()
+            act = action.detach().cpu().numpy() if floating else None
+        else:
+            arr = np.asarray(action)
+            floating = np.issubdtype(arr.dtype, np.floating)
+            act = arr if floating else None
+        if act is None or not floating:
+            raise ValueError(f"action must be a float array of shape {expected}, got dtype {action.dtype}")
+        if act.shape != expected:
+            raise ValueError(f"action must have shape {expected} (num_envs, act_dim), got {tuple(act.shape)}")
+        if not np.isfinite(act).all():
+            bad = np.unique(np.argwhere(~np.isfinite(act))[:, 0]).tolist()
+            raise ValueError(f"action of shape {expected} has NaN or inf entries in envs {bad[:8]}")
+        return np.clip(act.astype(np.float64, copy=False), -1.0, 1.0)
+
+    def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)

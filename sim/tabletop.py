@@ -1,0 +1,201 @@
+"""The tabletop arm shared by the manipulation tasks: indices, home pose, action mapping, Jacobian IK.
+
+Action semantics (all manipulation tasks): ``action[:, :6]`` in [-1, 1] are **joint position target
+deltas**, scaled by ``MAX_JOINT_DELTA`` rad per control step and accumulated into the position
+actuators' targets (clipped to the joint limits); ``action[:, 6]`` is the **absolute gripper
+command**, -1 fully open (8 cm) and +1 closed. Joint-space actions are what a real arm accepts over
+ROS (JointTrajectory), so an exported policy needs no IK on the robot.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+from sim.physics import ThreadedPhysics
+from sim.tasks.base import Task
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+
+ARM_JOINTS = ("shoulder_pan", "shoulder_lift", "elbow", "forearm_roll", "wrist_pitch", "tool_roll")
+FINGER_JOINTS = ("left_finger", "right_finger")
+NUM_ARM_JOINTS = len(ARM_JOINTS)
+ACTION_DIM = NUM_ARM_JOINTS + 1
+# Gripper pointing straight down (found by IK) with the tool centre at (0.45, 0, 0.15).
+HOME_QPOS = np.array([0.0, 0.6698, 0.0133, 0.0, -0.6833, 0.0])
+MAX_JOINT_DELTA = 0.05  # rad per control step: 1 rad/s at 20 Hz
+FINGER_OPEN = 0.04  # m per finger
+TCP_SITE = "tcp"
+CAMERAS = ("front", "side", "wrist")
+
+
+def load_scene(name: str) -> mujoco.MjModel:
+    """Compile ``assets/<name>.xml`` (which includes the shared tabletop and arm)."""
+    return mujoco.MjModel.from_xml_path(str(ASSETS / f"{name}.xml"))
+
+
+def joint_limits(model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
+    """(lower, upper) of the six arm joints, in radians."""
+    rng = np.array([model.joint(j).range for j in ARM_JOINTS])
+    return rng[:, 0].copy(), rng[:, 1].copy()
+
+
+def apply_action(ctrl: np.ndarray, action: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
+    """Update the actuator targets ``ctrl`` (N, 8) in place from normalised actions (N, 7)."""
+    target = ctrl[:, :NUM_ARM_JOINTS] + action[:, :NUM_ARM_JOINTS] * MAX_JOINT_DELTA
+    np.clip(target, lower, upper, out=ctrl[:, :NUM_ARM_JOINTS])
+    finger = (1.0 - action[:, NUM_ARM_JOINTS]) * (0.5 * FINGER_OPEN)
+    ctrl[:, NUM_ARM_JOINTS] = finger
+    ctrl[:, NUM_ARM_JOINTS + 1] = finger
+
+
+def home_ctrl(qpos_arm: np.ndarray, gripper_open: bool = True) -> np.ndarray:
+    """Actuator targets (N, 8) that hold the given arm joints with the gripper open or closed."""
+    finger = FINGER_OPEN if gripper_open else 0.0
+    fingers = np.full((len(qpos_arm), 2), finger)
+    return np.concatenate([qpos_arm, fingers], axis=1)
+
+
+def rotation_error(current: np.ndarray, desired: np.ndarray) -> np.ndarray:
+    """Rotation vector (N, 3) taking ``current`` (N, 3, 3) to ``desired`` (N, 3, 3), world frame."""
+    rel = desired @ np.swapaxes(current, 1, 2)
+    skew = 0.5 * np.stack(
+        [rel[:, 2, 1] - rel[:, 1, 2], rel[:, 0, 2] - rel[:, 2, 0], rel[:, 1, 0] - rel[:, 0, 1]], axis=1
+    )
+    sin = np.linalg.norm(skew, axis=1, keepdims=True)
+    cos = np.clip((np.trace(rel, axis1=1, axis2=2)[:, None] - 1.0) * 0.5, -1.0, 1.0)
+    angle = np.arctan2(sin, cos)
+    return skew * np.where(sin > 1e-9, angle / np.maximum(sin, 1e-9), 1.0)
+
+
+def yaw_matrix(yaw: np.ndarray) -> np.ndarray:
+    """Gripper-down orientations (N, 3, 3) rotated by ``yaw`` about the world z axis."""
+    c, s = np.cos(yaw), np.sin(yaw)
+    rot = np.zeros((len(yaw), 3, 3))
+    rot[:, 0, 0], rot[:, 0, 1], rot[:, 1, 0], rot[:, 1, 1], rot[:, 2, 2] = c, -s, s, c, 1.0
+    return rot
+
+
+class TcpJacobian:
+    """Per-env Jacobians of the tool centre point, for the scripted experts' IK.
+
+    Needs current ``mj_kinematics`` on each MjData (the engine keeps it for arm tasks); ``mj_comPos``
+    is computed here, off the env's hot path, since only the experts need Jacobians.
+    """
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.site = model.site(TCP_SITE).id
+        self.dofs = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        self._jacp = np.zeros((3, model.nv))
+        self._jacr = np.zeros((3, model.nv))
+
+    def __call__(self, datas: list[mujoco.MjData]) -> tuple[np.ndarray, np.ndarray]:
+        """Return (J (N, 6, 6) stacking position and rotation rows, tcp rotation (N, 3, 3))."""
+        jac = np.empty((len(datas), 6, NUM_ARM_JOINTS))
+        rot = np.empty((len(datas), 3, 3))
+        for i, data in enumerate(datas):
+            mujoco.mj_comPos(self.model, data)
+            mujoco.mj_jacSite(self.model, data, self._jacp, self._jacr, self.site)
+            jac[i, :3] = self._jacp[:, self.dofs]
+            jac[i, 3:] = self._jacr[:, self.dofs]
+            rot[i] = data.site_xmat[self.site].reshape(3, 3)
+        return jac, rot
+
+
+def ik_action(
+    jac: np.ndarray,
+    pos_error: np.ndarray,
+    rot_error: np.ndarray,
+    qpos: np.ndarray,
+    ctrl: np.ndarray,
+    gripper: np.ndarray,
+    damping: float = 1e-3,
+) -> np.ndarray:
+    """Normalised action (N, 7) whose joint targets are ``qpos`` plus a damped-least-squares step.
+
+    The step moves the tcp by ``pos_error`` (N, 3) and turns it by ``rot_error`` (N, 3); targets are
+    taken relative to the measured joints (not the previous targets) so servo lag cannot wind up.
+    """
+    err = np.concatenate([pos_error, rot_error], axis=1)[:, :, None]
+    jac_t = np.swapaxes(jac, 1, 2)
+    dq = (jac_t @ np.linalg.solve(jac @ jac_t + damping * np.eye(6), err))[:, :, 0]
+    action = np.empty((len(jac), ACTION_DIM))
+    action[:, :NUM_ARM_JOINTS] = np.clip((qpos + dq - ctrl) / MAX_JOINT_DELTA, -1.0, 1.0)
+    action[:, NUM_ARM_JOINTS] = gripper
+    return action
+
+
+def row_norm(vec: np.ndarray) -> np.ndarray:
+    """Euclidean norm of each row (N, D) -> (N,); a few µs cheaper than np.linalg.norm per call."""
+    return np.sqrt(np.einsum("ij,ij->i", vec, vec))
+
+
+def clip_norm(vec: np.ndarray, max_norm: float) -> np.ndarray:
+    """Scale rows of ``vec`` (N, D) down to at most ``max_norm``."""
+    norm = np.linalg.norm(vec, axis=1, keepdims=True)
+    return vec * np.minimum(1.0, max_norm / np.maximum(norm, 1e-12))
+
+
+class ArmTask(Task):
+    """What the tabletop manipulation tasks share: arm reset, arm observation, tcp, expert IK."""
+
+    cameras = CAMERAS
+    act_dim = ACTION_DIM
+    needs_kinematics = True
+    scene: str
+
+    def build_model(self) -> mujoco.MjModel:
+        return load_scene(self.scene)
+
+    def bind(self, physics: ThreadedPhysics) -> None:
+        super().bind(physics)
+        model = physics.model
+        self.lower, self.upper = joint_limits(model)
+        self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.arm_qvel = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        self.finger_qpos = np.array([model.joint(j).qposadr[0] for j in FINGER_JOINTS])
+        self.tcp_site = model.site(TCP_SITE).id
+        self.jacobian = TcpJacobian(model)
+
+    def reset_arm(self, ids: np.ndarray, rng: np.random.Generator) -> None:
+        """Home pose plus uniform joint noise, gripper open, targets holding the start pose."""
+        noise = float(self.config["init_joint_noise"])
+        qpos = HOME_QPOS + rng.uniform(-noise, noise, size=(len(ids), NUM_ARM_JOINTS))
+        qpos = np.clip(qpos, self.lower, self.upper)
+        ctrl = home_ctrl(qpos)
+        for k, i in enumerate(ids):
+            data = self.physics.datas[i]
+            mujoco.mj_resetData(self.physics.model, data)
+            data.qpos[self.arm_qpos] = qpos[k]
+            data.qpos[self.finger_qpos] = FINGER_OPEN
+            data.ctrl[:] = ctrl[k]
+        self.physics.ctrl[ids] = ctrl
+
+    def apply_action(self, action: np.ndarray) -> None:
+        apply_action(self.physics.ctrl, action, self.lower, self.upper)
+
+    @property
+    def tcp(self) -> np.ndarray:
+        """Tool centre point positions (N, 3)."""
+        return self.physics.site_xpos[:, self.tcp_site]
+
+    def arm_obs(self) -> list[np.ndarray]:
+        """Joint positions (6), velocities (6), finger openings (2), tcp position (3)."""
+        phys = self.physics
+        return [phys.qpos[:, self.arm_qpos], phys.qvel[:, self.arm_qvel], phys.qpos[:, self.finger_qpos], self.tcp]
+
+    def servo_to(self, target: np.ndarray, yaw: np.ndarray, gripper: np.ndarray, max_step: float) -> np.ndarray:
+        """Expert primitive: action moving the tcp toward ``target`` (N, 3) at gripper yaw ``yaw`` (N,)."""
+        jac, rot = self.jacobian(self.physics.datas)
+        pos_err = clip_norm(target - self.tcp, max_step)
+        rot_err = clip_norm(rotation_error(rot, yaw_matrix(yaw)), 0.3)
+        qpos = self.physics.qpos[:, self.arm_qpos]
+        return ik_action(jac, pos_err, rot_err, qpos, self.physics.ctrl[:, :NUM_ARM_JOINTS], gripper)
+
+    def tcp_yaw(self) -> np.ndarray:
+        """Current gripper yaw about world z (N,)."""
+        rot = np.stack([d.site_xmat[self.tcp_site] for d in self.physics.datas])
+        return np.arctan2(rot[:, 3], rot[:, 0])

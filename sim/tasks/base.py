@@ -1,0 +1,119 @@
+"""The task interface: everything task-specific that the batched env delegates to.
+
+A task owns its scene, observation, named reward terms, success, privileged progress and stage,
+termination, per-episode randomisation and (for manipulation) a batched scripted expert. All methods
+are vectorised over envs and read the batched state arrays of :class:`sim.physics.ThreadedPhysics`.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import mujoco
+import numpy as np
+
+from sim.physics import ThreadedPhysics
+
+
+@dataclass
+class Evaluation:
+    """Per-env outcome of the state a step reached, before any auto-reset. Shapes (N,)."""
+
+    success: np.ndarray  # bool
+    progress: np.ndarray  # float in [0, 1], privileged
+    stage: np.ndarray  # int, index into Task.stage_names
+    terminated: np.ndarray  # bool: a true terminal state (not a time limit)
+
+
+class Task(ABC):
+    """Base class of the tasks in ``sim/tasks/``; one subclass per file."""
+
+    name: ClassVar[str]
+    gym_id: ClassVar[str]
+    cameras: ClassVar[tuple[str, ...]]
+    stage_names: ClassVar[tuple[str, ...]]
+    obs_dim: ClassVar[int]
+    act_dim: ClassVar[int]
+    instruction: ClassVar[str]
+    # Set by tasks whose observation or expert needs sites and Jacobians after every step.
+    needs_kinematics: ClassVar[bool] = False
+
+    def __init__(self, num_envs: int, config: dict[str, Any] | None = None) -> None:
+        self.num_envs = num_envs
+        self.config = merge_config(self.default_config(), config or {})
+        self.physics: ThreadedPhysics | None = None
+
+    @staticmethod
+    @abstractmethod
+    def default_config() -> dict[str, Any]:
+        """Every tunable number of the task, reward weights under ``"reward"``."""
+
+    @abstractmethod
+    def build_model(self) -> mujoco.MjModel: ...
+
+    def bind(self, physics: ThreadedPhysics) -> None:
+        """Look up ids in the compiled model; called once the physics exists."""
+        self.physics = physics
+
+    @property
+    def substeps(self) -> int:
+        return int(self.config["substeps"])
+
+    @property
+    def max_episode_steps(self) -> int:
+        return int(self.config["max_episode_steps"])
+
+    @abstractmethod
+    def reset(self, ids: np.ndarray, rng: np.random.Generator) -> None:
+        """Randomise the envs ``ids`` (set qpos/qvel/mocap/ctrl on their MjData and episode variables)."""
+
+    def after_reset(self, ids: np.ndarray) -> None:  # noqa: B027 - optional hook
+        """Record episode constants that need the reset state's kinematics (e.g. start distances)."""
+
+    @abstractmethod
+    def apply_action(self, action: np.ndarray) -> None:
+        """Turn normalised actions (N, act_dim) into actuator targets in ``physics.ctrl``."""
+
+    def before_step(self) -> None:  # noqa: B027 - optional hook
+        """Record what a reward term needs from the state before the step (e.g. position for velocity)."""
+
+    def update(self) -> None:  # noqa: B027 - optional hook
+        """Compute, once per step, what the reward terms and the evaluation share (distances...)."""
+
+    @abstractmethod
+    def observe(self) -> np.ndarray:
+        """Policy observation (N, obs_dim) float32 of the current state."""
+
+    @abstractmethod
+    def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        """Raw, unweighted dense reward terms, each (N,); weights live in ``config["reward"]``."""
+
+    @abstractmethod
+    def evaluate(self) -> Evaluation: ...
+
+    def expert(self, obs: np.ndarray) -> np.ndarray:
+        """Batched scripted expert action (N, act_dim) for the current state."""
+        raise NotImplementedError(f"task {self.name!r} has no scripted expert")
+
+    def dense_reward(self, terms: dict[str, np.ndarray]) -> np.ndarray:
+        weights = self.config["reward"]
+        total = np.zeros(self.num_envs)
+        for name, value in terms.items():
+            total += float(weights[name]) * value
+        return total
+
+
+def merge_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merge ``overrides`` into a copy of ``defaults``; unknown keys are an error."""
+    merged = copy.deepcopy(defaults)
+    for key, value in overrides.items():
+        if key not in merged:
+            raise KeyError(f"unknown task config key {key!r}; known: {sorted(merged)}")
+        if isinstance(merged[key], dict) and isinstance(value, dict):
+            merged[key] = merge_config(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,189 @@
+"""push_cube: push a 5 cm cube across the table onto a random goal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from sim.tabletop import ArmTask
+from sim.tabletop import row_norm as _row_norm
+from sim.tasks.base import Evaluation
+
+CUBE_HALF = 0.025
+PAD_HALF = 0.012  # finger pad half-thickness along the push direction
+STAGES = ("approach", "contact", "push", "at_goal")
+
+
+class PushCube(ArmTask):
+    name = "push_cube"
+    gym_id = "robo_reward/PushCube-v0"
+    scene = "push_cube"
+    instruction = "push the red cube onto the green goal"
+    stage_names = STAGES
+    obs_dim = 33  # arm (17) + cube pos (3) + cube quat (4) + goal (3) + cube - tcp (3) + goal - cube (3)
+
+    @staticmethod
+    def default_config() -> dict[str, Any]:
+        return {
+            "substeps": 10,  # 10 x 5 ms physics = 20 Hz control
+            "max_episode_steps": 150,
+            "success_radius": 0.03,  # m, cube centre to goal in the table plane
+            "terminate_on_success": True,
+            "init_joint_noise": 0.1,  # rad
+            "cube_low": [0.38, -0.12],  # m, cube start region on the table
+            "cube_high": [0.52, 0.12],
+            "goal_distance": [0.08, 0.18],  # m, goal placed this far from the cube, any direction
+            "goal_low": [0.32, -0.2],  # m, goals are kept inside this box
+            "goal_high": [0.60, 0.2],
+            "contact_distance": 0.05,  # m, tcp to pre-push point counting as contact stage
+            "reward": {
+                "tcp_to_cube": 0.5,  # -|tcp - cube|
+                "cube_to_goal": 2.0,  # -|cube - goal| in the table plane
+                "success": 5.0,  # 1 when the cube is on the goal
+                "action_l2": 0.01,  # -|a|^2
+            },
+            "expert_max_step": 0.02,  # m per control step
+            "expert_push_step": 0.012,  # m per control step while pushing
+        }
+
+    def bind(self, physics) -> None:
+        super().bind(physics)
+        model = physics.model
+        cube_joint = model.joint("cube")
+        self.cube_qpos = cube_joint.qposadr[0]
+        self.cube_qvel = cube_joint.dofadr[0]
+        self.goal_mocap = model.body("goal").mocapid[0]
+        self.goal = np.zeros((self.num_envs, 3))
+        self.cube_start = np.zeros((self.num_envs, 3))
+        self.approach_start = np.ones(self.num_envs)
+        self._phase = np.zeros(self.num_envs, dtype=np.int64)  # expert: 0 hover, 1 descend, 2 push
+
+    def reset(self, ids: np.ndarray, rng: np.random.Generator) -> None:
+        self.reset_arm(ids, rng)
+        self._phase[ids] = 0
+        cfg, n = self.config, len(ids)
+        cube_xy = rng.uniform(cfg["cube_low"], cfg["cube_high"], size=(n, 2))
+        yaw = rng.uniform(-np.pi / 4, np.pi / 4, size=n)
+        goal_xy = self._sample_goals(cube_xy, rng)
+        self.goal[ids, :2], self.goal[ids, 2] = goal_xy, 0.0
+        self.cube_start[ids, :2], self.cube_start[ids, 2] = cube_xy, CUBE_HALF
+        quat = np.stack([np.cos(yaw / 2), np.zeros(n), np.zeros(n), np.sin(yaw / 2)], axis=1)
+        for k, i in enumerate(ids):
+            data = self.physics.datas[i]
+            data.qpos[self.cube_qpos : self.cube_qpos + 3] = self.cube_start[i]
+            data.qpos[self.cube_qpos + 3 : self.cube_qpos + 7] = quat[k]
+            data.mocap_pos[self.goal_mocap] = self.goal[i]
+
+    def _sample_goals(self, cube_xy: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Goals at a random distance and direction from the cube, redrawn until inside the goal box."""
+        cfg = self.config
+        low, high = np.array(cfg["goal_low"]), np.array(cfg["goal_high"])
+        goal = np.empty_like(cube_xy)
+        todo = np.arange(len(cube_xy))
+        while len(todo):
+            angle = rng.uniform(-np.pi, np.pi, size=len(todo))
+            dist = rng.uniform(*cfg["goal_distance"], size=len(todo))
+            goal[todo] = cube_xy[todo] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
+            todo = todo[~((goal[todo] >= low) & (goal[todo] <= high)).all(axis=1)]
+        return goal
+
+    def after_reset(self, ids: np.ndarray) -> None:
+        pre = self._pre_push_point()
+        self.approach_start[ids] = np.maximum(_row_norm(pre[ids] - self.tcp[ids]), 1e-3)
+
+    # -- state ------------------------------------------------------------------------------
+    @property
+    def cube(self) -> np.ndarray:
+        return self.physics.qpos[:, self.cube_qpos : self.cube_qpos + 3]
+
+    def _push_direction(self) -> np.ndarray:
+        """Unit vectors (N, 2) from cube to goal in the table plane."""
+        delta = self.goal[:, :2] - self.cube[:, :2]
+        return delta / np.maximum(_row_norm(delta), 1e-9)[:, None]
+
+    def _pre_push_point(self) -> np.ndarray:
+        """Where the closed fingers must be to push the cube toward the goal: (N, 3)."""
+        pre = np.empty((self.num_envs, 3))
+        pre[:, :2] = self.cube[:, :2] - self._push_direction() * (CUBE_HALF + PAD_HALF + 0.012)
+        pre[:, 2] = CUBE_HALF
+        return pre
+
+    def observe(self) -> np.ndarray:
+        cube_quat = self.physics.qpos[:, self.cube_qpos + 3 : self.cube_qpos + 7]
+        parts = [*self.arm_obs(), self.cube, cube_quat, self.goal, self.cube - self.tcp, self.goal - self.cube]
+        return np.concatenate(parts, axis=1).astype(np.float32)
+
+    def update(self) -> None:
+        self._cube_goal = _row_norm(self.goal[:, :2] - self.cube[:, :2])
+        self._tcp_cube = _row_norm(self.cube - self.tcp)
+
+    def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        return {
+            "tcp_to_cube": -self._tcp_cube,
+            "cube_to_goal": -self._cube_goal,
+            "success": (self._cube_goal < self.config["success_radius"]).astype(np.float64),
+            "action_l2": -np.square(action).sum(axis=1),
+        }
+
+    def evaluate(self) -> Evaluation:
+        cfg = self.config
+        radius = cfg["success_radius"]
+        cube_goal = self._cube_goal
+        start_goal = _row_norm(self.goal[:, :2] - self.cube_start[:, :2])
+        success = cube_goal < radius
+        approach_dist = _row_norm(self._pre_push_point() - self.tcp)
+        approach = np.maximum(1.0 - approach_dist / self.approach_start, 0.0)
+        push = np.minimum(np.maximum((start_goal - cube_goal) / np.maximum(start_goal - radius, 1e-6), 0.0), 1.0)
+        progress = np.where(success, 1.0, 0.3 * np.maximum(approach, push > 0) + 0.7 * push)
+
+        stage = (approach_dist < cfg["contact_distance"]).astype(np.int64)
+        stage[_row_norm(self.cube[:, :2] - self.cube_start[:, :2]) > 0.01] = 2  # the cube has moved
+        stage[success] = 3
+        fell = self.cube[:, 2] < -0.05
+        terminated = (success & bool(cfg["terminate_on_success"])) | fell
+        return Evaluation(success, progress, stage, terminated)
+
+    # -- expert -----------------------------------------------------------------------------
+    def expert(self, obs: np.ndarray) -> np.ndarray:
+        """Hover over the pre-push point, descend, push along the cube→goal line correcting sideways.
+
+        A per-env phase (hover → descend → push) with hysteresis keeps the expert from chattering at
+        the boundaries; it falls back to hovering when the cube turns away or slips sideways.
+        """
+        cfg = self.config
+        tcp, cube, phase = self.tcp, self.cube, self._phase
+        u = self._push_direction()
+        perp = np.stack([-u[:, 1], u[:, 0]], axis=1)
+        rel = tcp[:, :2] - cube[:, :2]
+        along, lateral = (rel * u).sum(axis=1), (rel * perp).sum(axis=1)
+        pre = self._pre_push_point()
+        to_pre = _row_norm(tcp[:, :2] - pre[:, :2])
+
+        # Fingers square to the push line; the gripper is symmetric, so take the yaw nearest the current one.
+        current = self.tcp_yaw()
+        yaw = np.arctan2(u[:, 1], u[:, 0])
+        yaw = current + (yaw - current + np.pi / 2) % np.pi - np.pi / 2
+        yaw_err = np.abs(yaw - current)
+
+        hover_z, push_z = 0.09, CUBE_HALF
+        contact = CUBE_HALF + PAD_HALF
+        hover, descend, push = phase == 0, phase == 1, phase == 2
+        phase[hover & (to_pre < 0.01) & (yaw_err < 0.2)] = 1
+        phase[descend & (to_pre > 0.03)] = 0
+        phase[descend & (to_pre < 0.012) & (tcp[:, 2] < push_z + 0.008)] = 2
+        lost = push & ((np.abs(lateral) > 0.02) | (along > -(contact - 0.01)) | (yaw_err > 0.5))
+        phase[lost] = np.where(along[lost] < -(contact + 0.015), 1, 0)
+
+        target = np.empty_like(tcp)
+        high = tcp[:, 2] > hover_z - 0.02
+        target[:, :2] = np.where(high[:, None], pre[:, :2], tcp[:, :2])  # climb first, then travel
+        target[:, 2] = hover_z
+        descend, push = phase == 1, phase == 2
+        target[descend] = pre[descend]
+        remaining = _row_norm(self.goal[:, :2] - cube[:, :2])
+        step = np.minimum(cfg["expert_push_step"], remaining)[:, None]
+        target[push, :2] = tcp[push, :2] + step[push] * u[push] - 0.5 * lateral[push, None] * perp[push]
+        target[push, 2] = push_z
+        gripper = np.ones(self.num_envs)  # closed: the two fingers form one 2.4 cm pusher
+        return self.servo_to(target, yaw, gripper, cfg["expert_max_step"])
