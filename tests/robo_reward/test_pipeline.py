@@ -1,0 +1,81 @@
+"""The main job end to end, small: expert episodes filmed to mp4, a report, the sim benchmark."""
+
+import json
+
+import imageio.v3 as iio
+import numpy as np
+
+from robo_reward.cli import main
+from robo_reward.video import tile_views, write_mp4
+
+
+def test_pipeline_writes_video_and_report(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main(["pipeline", "task=reach", "num_envs=4", "episodes=4", "video_envs=2",
+                 f"out={out}", "bench.num_envs=4", "bench.steps=10", "bench.rounds=1"])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["task"] == "reach" and report["episodes"] >= 4
+    assert report["expert_success_rate"] >= 0.75
+    assert report["bench_sim"]["num_envs"] == 4
+    video = iio.imread(out / "reach_expert.mp4")
+    assert video.shape[1:] == (2 * 64, 3 * 64, 3)  # 2 envs as rows, 3 cameras as columns
+    assert len(video) >= report["mean_episode_length"]
+    printed = capsys.readouterr().out
+    assert json.loads(printed.splitlines()[0])["task"] == "reach"
+
+
+def test_tile_views_layout():
+    frames = np.zeros((2, 3, 4, 5, 3), dtype=np.uint8)
+    frames[1, 2] = 255
+    tiled = tile_views(frames)
+    assert tiled.shape == (8, 15, 3)
+    assert (tiled[4:, 10:] == 255).all() and (tiled[:4] == 0).all() and (tiled[4:, :10] == 0).all()
+
+
+def test_write_mp4_is_atomic_on_failure(tmp_path):
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"previous good file")
+    bad_frames = [np.zeros((8, 8, 3), dtype=np.uint8), np.zeros((9, 9, 3), dtype=np.uint8)]
+    try:
+        write_mp4(target, bad_frames, fps=10)
+    except Exception:
+        pass
+    assert target.read_bytes() == b"previous good file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
+
+
+def test_write_mp4_failing_mid_stream_leaves_old_file(tmp_path, monkeypatch):
+    import imageio_ffmpeg
+
+    target = tmp_path / "clip.mp4"
+    target.write_bytes(b"previous good file")
+    real = imageio_ffmpeg.write_frames
+    sent = []
+
+    def failing_writer(*args, **kwargs):
+        gen = real(*args, **kwargs)
+
+        def wrapped():
+            frame = yield
+            gen.send(None)
+            while True:
+                if len(sent) == 3:
+                    gen.close()
+                    raise OSError("disk full")
+                gen.send(frame)
+                sent.append(1)
+                frame = yield
+
+        w = wrapped()
+        return w
+
+    monkeypatch.setattr(imageio_ffmpeg, "write_frames", failing_writer)
+    frames = [np.full((16, 16, 3), i * 20, dtype=np.uint8) for i in range(8)]
+    try:
+        write_mp4(target, frames, fps=10)
+    except OSError:
+        pass
+    assert len(sent) == 3
+    assert target.read_bytes() == b"previous good file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

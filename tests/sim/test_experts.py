@@ -1,0 +1,74 @@
+"""Scripted experts succeed, random actions do not, and privileged progress tracks the expert."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+import sim
+
+
+def run_episodes(task, policy, episodes, num_envs=64, seed=0):
+    """Run ``policy(env, obs)`` until ``episodes`` episodes end; return per-episode records."""
+    env = sim.make(task, num_envs=num_envs, seed=seed)
+    obs = env.reset()
+    progress = [[] for _ in range(num_envs)]
+    stages = [[] for _ in range(num_envs)]
+    records = []
+    while len(records) < episodes:
+        obs, _, terminated, truncated, info = env.step(policy(env, obs))
+        for i in range(num_envs):
+            progress[i].append(float(info["progress"][i]))
+            stages[i].append(int(info["stage"][i]))
+        for i in (terminated | truncated).nonzero()[:, 0].tolist():
+            records.append(
+                {"success": bool(info["success"][i]), "progress": np.array(progress[i]), "stages": stages[i]}
+            )
+            progress[i], stages[i] = [], []
+    env.close()
+    return records
+
+
+def expert(env, obs):
+    return env.expert(obs)
+
+
+def random_policy(env, obs):
+    return torch.rand(env.num_envs, env.act_dim) * 2 - 1
+
+
+@pytest.fixture(scope="module", params=["reach", "push_cube"])
+def expert_run(request):
+    return request.param, run_episodes(request.param, expert, episodes=200, seed=11)
+
+
+def test_expert_succeeds_in_95_percent_of_200_episodes(expert_run):
+    task, records = expert_run
+    rate = np.mean([r["success"] for r in records])
+    assert len(records) >= 200
+    assert rate >= 0.95, f"{task} expert success {rate:.3f}"
+
+
+def test_progress_rises_with_time_and_is_one_at_success(expert_run):
+    task, records = expert_run
+    successes = [r for r in records if r["success"] and len(r["progress"]) > 3]
+    rho = [spearmanr(r["progress"], np.arange(len(r["progress"]))).statistic for r in successes]
+    assert np.mean(rho) >= 0.9, f"{task} mean Spearman {np.mean(rho):.3f}"
+    assert all(r["progress"][-1] == 1.0 for r in successes)
+    assert all(r["progress"].max() <= 1.0 and r["progress"].min() >= 0.0 for r in records)
+
+
+def test_expert_passes_through_every_stage_in_order(expert_run):
+    task, records = expert_run
+    names = sim.TASKS[task].stage_names
+    for r in (r for r in records if r["success"]):
+        assert r["stages"][-1] == len(names) - 1
+        firsts = [r["stages"].index(s) for s in range(len(names)) if s in r["stages"]]
+        assert firsts == sorted(firsts)
+
+
+@pytest.mark.parametrize("task", ["reach", "push_cube"])
+def test_random_actions_rarely_succeed(task):
+    records = run_episodes(task, random_policy, episodes=64, seed=5)
+    rate = np.mean([r["success"] for r in records])
+    assert rate < 0.10, f"{task} random success {rate:.3f}"

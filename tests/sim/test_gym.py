@@ -1,0 +1,44 @@
+"""Gymnasium views of the batched env."""
+
+import gymnasium
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import sim  # noqa: F401  (registers robo_reward/*-v0)
+
+
+@pytest.mark.parametrize("env_id", ["robo_reward/Reach-v0", "robo_reward/PushCube-v0", "robo_reward/Ant-v0"])
+def test_single_env_passes_gymnasium_checker(env_id):
+    env = gymnasium.make(env_id)
+    check_env(env.unwrapped, skip_render_check=False)
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(obs)
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    assert isinstance(reward, float) and isinstance(terminated, bool) and "success" in info
+    env.close()
+
+
+def test_single_env_returns_terminal_observation_at_episode_end():
+    env = gymnasium.make("robo_reward/Reach-v0", config={"max_episode_steps": 3})
+    env.reset(seed=0)
+    for _ in range(3):
+        obs, _, terminated, truncated, _ = env.step(np.zeros(7, dtype=np.float32))
+    assert truncated and not terminated
+    assert np.allclose(obs[:6], env.unwrapped.env.task.physics.qpos[0, :6], atol=0.2)
+    env.close()
+
+
+def test_vector_env_same_step_autoreset():
+    vec = gymnasium.make_vec("robo_reward/Reach-v0", num_envs=4, config={"max_episode_steps": 4})
+    assert vec.metadata["autoreset_mode"] == gymnasium.vector.AutoresetMode.SAME_STEP
+    obs, _ = vec.reset(seed=0)
+    assert obs.shape == (4, 23) and vec.single_action_space.shape == (7,)
+    for _ in range(4):
+        obs, reward, terminated, truncated, info = vec.step(vec.action_space.sample())
+    assert truncated.all() and info["_final_obs"].all()
+    assert info["final_obs"].shape == (4, 23) and not np.allclose(info["final_obs"], obs)
+    assert reward.shape == (4,)
+    frames = vec.render()
+    assert frames.shape == (4, 3, 64, 64, 3)
+    vec.close()
