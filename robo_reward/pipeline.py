@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 import sim
+from robo_reward.config import task_config
 from robo_reward.video import tile_views, write_mp4
 from sim.bench import bench_sim
 
@@ -31,7 +32,11 @@ def load_config(overrides: list[str]) -> DictConfig:
 def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
     """Run the expert until ``cfg.episodes`` episodes finish; return stats, tiled frames and the env's fps."""
     env = sim.make(
-        cfg.task.name, num_envs=cfg.num_envs, seed=cfg.seed, render_size=(cfg.res, cfg.res), config=cfg.task.overrides
+        cfg.task.name,
+        num_envs=cfg.num_envs,
+        seed=cfg.seed,
+        render_size=(cfg.res, cfg.res),
+        config=task_config(cfg.task),
     )
     obs = env.reset()
     shown = min(cfg.video_envs, cfg.num_envs)

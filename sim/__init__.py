@@ -11,11 +11,12 @@ import os
 
 # Offscreen rendering backend, chosen before mujoco is imported: EGL, or OSMesa where no libEGL exists.
 if "MUJOCO_GL" not in os.environ:
-    os.environ["MUJOCO_GL"] = "egl" if ctypes.util.find_library("EGL") or not ctypes.util.find_library("OSMesa") else "osmesa"
+    has_egl = ctypes.util.find_library("EGL") is not None
+    os.environ["MUJOCO_GL"] = "egl" if has_egl or not ctypes.util.find_library("OSMesa") else "osmesa"
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 
-from sim.env import BatchedEnv  # noqa: E402
-from sim.tasks import TASKS, task_class  # noqa: E402
+from sim.env import BatchedEnv
+from sim.tasks import TASKS, task_class
 
 BACKENDS = ("cpu",)
 

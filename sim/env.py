@@ -26,7 +26,12 @@ REWARD_MODES = ("dense", "sparse")
 
 
 class BatchedEnv:
-    """N auto-resetting copies of one task, stepped together; returns torch tensors on ``device``."""
+    """N auto-resetting copies of one task, stepped together; returns torch tensors on ``device``.
+
+    ``episode_step`` (numpy int64 (N,), updated in place) counts the steps of each env's current
+    episode; the time limit truncates when it reaches ``max_episode_steps``. Physics uses
+    ``num_threads`` threads (default: one per core) — leave a core for a learner that shares the machine.
+    """
 
     def __init__(
         self,
@@ -73,6 +78,11 @@ class BatchedEnv:
     @property
     def instruction(self) -> str:
         return self.task.instruction
+
+    @property
+    def observation(self) -> torch.Tensor:
+        """The current observation (N, obs_dim): what the last ``reset``/``step`` returned."""
+        return self._to_tensor(self._obs)
 
     # -- contract ---------------------------------------------------------------------------
     def reset(self, seed: int | None = None) -> torch.Tensor:

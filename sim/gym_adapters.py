@@ -6,7 +6,7 @@ gymnasium's ``AutoresetMode.SAME_STEP`` defines: ``info["final_obs"]`` with its 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -31,7 +31,7 @@ def _numpy_info(info: dict[str, Any]) -> dict[str, Any]:
 class SingleEnv(gymnasium.Env):
     """One env of a task. At the end of an episode ``step`` returns the terminal observation."""
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, task: str, render_mode: str | None = None, **make_kwargs: Any) -> None:
         import sim
@@ -50,7 +50,7 @@ class SingleEnv(gymnasium.Env):
         return obs[0].numpy(), {}
 
     def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32)[None])
+        _, reward, terminated, truncated, info = self.env.step(np.asarray(action, dtype=np.float32)[None])
         info = {key: value[0] for key, value in _numpy_info(info).items() if key != "reward_terms"}
         final_obs = info.pop("final_obs")
         return final_obs, float(reward[0]), bool(terminated[0]), bool(truncated[0]), info
@@ -65,7 +65,7 @@ class SingleEnv(gymnasium.Env):
 class BatchedVectorEnv(VectorEnv):
     """``num_envs`` envs of a task as a gymnasium VectorEnv (same-step autoreset)."""
 
-    metadata = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata: ClassVar[dict] = {"render_modes": ["rgb_array"], "autoreset_mode": AutoresetMode.SAME_STEP}
 
     def __init__(self, task: str, num_envs: int, **make_kwargs: Any) -> None:
         import sim

@@ -88,7 +88,7 @@ class ThreadedPhysics:
         try:
             for lo, hi in self._todo:
                 self._step_range(lo, hi)
-        except BaseException as exc:  # noqa: BLE001 - re-raised on the calling thread
+        except BaseException as exc:
             return exc
         return None
 

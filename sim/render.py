@@ -96,8 +96,13 @@ class BatchRenderer:
                 env, view = divmod(start + t, views)
                 self._camera.fixedcamid = self.cam_ids[view]
                 mujoco.mjv_updateScene(
-                    self.model, datas[env], self._option, self._perturb, self._camera,
-                    mujoco.mjtCatBit.mjCAT_ALL, self._scene,
+                    self.model,
+                    datas[env],
+                    self._option,
+                    self._perturb,
+                    self._camera,
+                    mujoco.mjtCatBit.mjCAT_ALL,
+                    self._scene,
                 )
                 mujoco.mjr_render(self._rects[t], self._scene, self._context)
             mujoco.mjr_readPixels(self._pixels, None, self._full, self._context)

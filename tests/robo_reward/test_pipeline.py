@@ -11,8 +11,19 @@ from robo_reward.video import tile_views, write_mp4
 
 def test_pipeline_writes_video_and_report(tmp_path, capsys):
     out = tmp_path / "run"
-    code = main(["pipeline", "task=reach", "num_envs=4", "episodes=4", "video_envs=2",
-                 f"out={out}", "bench.num_envs=4", "bench.steps=10", "bench.rounds=1"])
+    code = main(
+        [
+            "pipeline",
+            "task=reach",
+            "num_envs=4",
+            "episodes=4",
+            "video_envs=2",
+            f"out={out}",
+            "bench.num_envs=4",
+            "bench.steps=10",
+            "bench.rounds=1",
+        ]
+    )
     assert code == 0
     report = json.loads((out / "report.json").read_text())
     assert report["task"] == "reach" and report["episodes"] >= 4

@@ -10,7 +10,12 @@ from sim.bench import bench_render, bench_sim
 def test_bench_sim_reports_rates_and_ratios():
     result = bench_sim("reach", num_envs=4, steps=10, rounds=1)
     assert set(result) == {
-        "task", "num_envs", "env_steps_per_s", "bound_steps_per_s", "ratio_vs_bound", "peer_steps_per_s",
+        "task",
+        "num_envs",
+        "env_steps_per_s",
+        "bound_steps_per_s",
+        "ratio_vs_bound",
+        "peer_steps_per_s",
         "ratio_vs_peer",
     }
     assert result["env_steps_per_s"] > 0 and result["bound_steps_per_s"] > 0 and result["peer_steps_per_s"] > 0
@@ -24,8 +29,22 @@ def test_bench_render_reports_rates_and_ratio():
 
 
 def test_cli_prints_one_json_object():
-    cmd = [sys.executable, "-m", "robo_reward.cli", "bench", "sim", "--task", "ant", "--num-envs", "4",
-           "--steps", "10", "--rounds", "1", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "robo_reward.cli",
+        "bench",
+        "sim",
+        "--task",
+        "ant",
+        "--num-envs",
+        "4",
+        "--steps",
+        "10",
+        "--rounds",
+        "1",
+        "--json",
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     assert result["task"] == "ant" and result["num_envs"] == 4

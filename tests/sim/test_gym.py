@@ -14,7 +14,7 @@ def test_single_env_passes_gymnasium_checker(env_id):
     check_env(env.unwrapped, skip_render_check=False)
     obs, _ = env.reset(seed=1)
     assert env.observation_space.contains(obs)
-    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
     assert isinstance(reward, float) and isinstance(terminated, bool) and "success" in info
     env.close()
 
@@ -36,7 +36,7 @@ def test_vector_env_same_step_autoreset():
     assert obs.shape == (4, 23) and vec.single_action_space.shape == (7,)
     for _ in range(4):
         obs, reward, terminated, truncated, info = vec.step(vec.action_space.sample())
-    assert truncated.all() and info["_final_obs"].all()
+    assert truncated.all() and not terminated.any() and info["_final_obs"].all()
     assert info["final_obs"].shape == (4, 23) and not np.allclose(info["final_obs"], obs)
     assert reward.shape == (4,)
     frames = vec.render()
