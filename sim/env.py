@@ -61,6 +61,10 @@ class BatchedEnv:
         self._rng = np.random.default_rng(seed)
         self._renderer: BatchRenderer | None = None
         self._obs = np.zeros((self.num_envs, task.obs_dim), dtype=np.float32)
+        self._on_cpu = self.device.type == "cpu"
+        # dense reward = weights · raw terms, with the weights from the task config (overridable)
+        self._term_names = tuple(task.config["reward"])
+        self._term_weights = np.array([float(task.config["reward"][name]) for name in self._term_names])
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -103,11 +107,11 @@ class BatchedEnv:
         task.update()
 
         terms = task.reward_terms(act)
+        stacked = np.stack([terms[name] for name in self._term_names])  # (terms, N)
         outcome = task.evaluate()
-        if self.reward_mode == "dense":
-            reward = task.dense_reward(terms)
-        else:
-            reward = outcome.success.astype(np.float64)
+        # einsum, not @: a BLAS call here would wake OpenBLAS threads that spin against the physics threads
+        dense = self.reward_mode == "dense"
+        reward = np.einsum("t,tn->n", self._term_weights, stacked) if dense else outcome.success.astype(np.float64)
         terminated = outcome.terminated
         truncated = (self.episode_step >= task.max_episode_steps) & ~terminated
         obs = task.observe()
@@ -119,21 +123,16 @@ class BatchedEnv:
             obs[done] = task.observe()[done]
         self._obs = obs
 
+        tensor = self._to_tensor
         info = {
-            "success": torch.from_numpy(outcome.success.copy()).to(self.device),
-            "progress": self._to_tensor(outcome.progress),
-            "stage": torch.from_numpy(outcome.stage.astype(np.int64)).to(self.device),
-            "final_obs": self._to_tensor(final_obs),
-            "time_outs": torch.from_numpy(truncated).to(self.device),
-            "reward_terms": {name: self._to_tensor(value) for name, value in terms.items()},
+            "success": tensor(outcome.success),
+            "progress": tensor(outcome.progress),
+            "stage": tensor(outcome.stage),
+            "final_obs": tensor(final_obs),
+            "time_outs": tensor(truncated),
+            "reward_terms": dict(zip(self._term_names, tensor(stacked), strict=True)),
         }
-        return (
-            self._to_tensor(obs),
-            self._to_tensor(reward),
-            torch.from_numpy(terminated.copy()).to(self.device),
-            torch.from_numpy(truncated).to(self.device),
-            info,
-        )
+        return tensor(obs), tensor(reward), tensor(terminated), tensor(truncated), info
 
     def render(self) -> torch.Tensor:
         """Images of every env from every camera in ``self.cameras``: uint8 (N, V, H, W, 3)."""
@@ -147,7 +146,7 @@ class BatchedEnv:
         obs_np = self._obs if obs is None else np.asarray(torch.as_tensor(obs).cpu(), dtype=np.float32)
         if obs_np.shape != (self.num_envs, self.obs_dim):
             raise ValueError(f"obs must have shape ({self.num_envs}, {self.obs_dim}), got {tuple(obs_np.shape)}")
-        return self._to_tensor(self.task.expert(obs_np))
+        return self._to_tensor(self.task.expert(obs_np).astype(np.float32))
 
     def close(self) -> None:
         self.physics.close()
@@ -189,4 +188,8 @@ class BatchedEnv:
         return np.clip(act.astype(np.float64, copy=False), -1.0, 1.0)
 
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(array, dtype=np.float32), device=self.device)
+        """float arrays → float32, bool and int arrays keep their type; shares memory on the CPU."""
+        if array.dtype == np.float64:
+            array = array.astype(np.float32)
+        out = torch.from_numpy(array)
+        return out if self._on_cpu else out.to(self.device)

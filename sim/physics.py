@@ -43,7 +43,7 @@ class ThreadedPhysics:
         self.site_xpos = np.zeros((num_envs, model.nsite, 3))
         threads = num_threads or min(os.cpu_count() or 1, num_envs)
         # Small chunks: the last one decides how long the other thread idles at the end of a step.
-        chunk = max(1, num_envs // (16 * threads)) if threads > 1 else num_envs
+        chunk = 1 if threads > 1 else num_envs
         self._chunks = [(lo, min(lo + chunk, num_envs)) for lo in range(0, num_envs, chunk)]
         self._todo = iter(())
         self._jobs: list[queue.SimpleQueue] = []

@@ -74,16 +74,16 @@ class Ant(Task):
     def observe(self) -> np.ndarray:
         return np.concatenate([self.physics.qpos[:, 2:], self.physics.qvel], axis=1).astype(np.float32)
 
-    def _healthy(self) -> np.ndarray:
+    def update(self) -> None:
         low, high = self.config["healthy_z"]
         z = self.physics.qpos[:, 2]
-        return (z >= low) & (z <= high) & np.isfinite(self.physics.qpos).all(axis=1)
+        self._healthy = (z >= low) & (z <= high)
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
         return {
             "forward_velocity": (self.physics.qpos[:, 0] - self.prev_x) / self.dt,
-            "healthy": self._healthy().astype(np.float64),
-            "ctrl_cost": -np.square(action).sum(axis=1),
+            "healthy": self._healthy.astype(np.float64),
+            "ctrl_cost": -np.einsum("ij,ij->i", action, action),
         }
 
     def evaluate(self) -> Evaluation:
@@ -91,4 +91,4 @@ class Ant(Task):
         success = progress >= 1.0
         stage = np.minimum((progress * 4).astype(np.int64), 3)
         stage[success] = 4
-        return Evaluation(success, progress, stage, ~self._healthy())
+        return Evaluation(success, progress, stage, ~self._healthy)

@@ -98,13 +98,6 @@ class Task(ABC):
         """Batched scripted expert action (N, act_dim) for the current state."""
         raise NotImplementedError(f"task {self.name!r} has no scripted expert")
 
-    def dense_reward(self, terms: dict[str, np.ndarray]) -> np.ndarray:
-        weights = self.config["reward"]
-        total = np.zeros(self.num_envs)
-        for name, value in terms.items():
-            total += float(weights[name]) * value
-        return total
-
 
 def merge_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge ``overrides`` into a copy of ``defaults``; unknown keys are an error."""

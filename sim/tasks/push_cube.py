@@ -56,7 +56,9 @@ class PushCube(ArmTask):
         self.goal_mocap = model.body("goal").mocapid[0]
         self.goal = np.zeros((self.num_envs, 3))
         self.cube_start = np.zeros((self.num_envs, 3))
-        self.approach_start = np.ones(self.num_envs)
+        self.approach_start = np.ones(self.num_envs)  # tcp to pre-push point at reset
+        self.start_goal = np.ones(self.num_envs)  # cube to goal at reset
+        self.push_scale = np.ones(self.num_envs)  # 1 / (start_goal - success_radius)
         self._phase = np.zeros(self.num_envs, dtype=np.int64)  # expert: 0 hover, 1 descend, 2 push
 
     def reset(self, ids: np.ndarray, rng: np.random.Generator) -> None:
@@ -91,6 +93,8 @@ class PushCube(ArmTask):
     def after_reset(self, ids: np.ndarray) -> None:
         pre = self._pre_push_point()
         self.approach_start[ids] = np.maximum(_row_norm(pre[ids] - self.tcp[ids]), 1e-3)
+        self.start_goal[ids] = _row_norm(self.goal[ids, :2] - self.cube_start[ids, :2])
+        self.push_scale[ids] = 1.0 / np.maximum(self.start_goal[ids] - self.config["success_radius"], 1e-6)
 
     # -- state ------------------------------------------------------------------------------
     @property
@@ -115,33 +119,39 @@ class PushCube(ArmTask):
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def update(self) -> None:
-        self._cube_goal = _row_norm(self.goal[:, :2] - self.cube[:, :2])
-        self._tcp_cube = _row_norm(self.cube - self.tcp)
+        cube, tcp = self.cube, self.tcp
+        to_goal = self.goal[:, :2] - cube[:, :2]
+        self._cube_goal = _row_norm(to_goal)
+        self._tcp_cube = _row_norm(cube - tcp)
+        # distance from the tcp to the pre-push point (see _pre_push_point), without building it
+        offset = (CUBE_HALF + PAD_HALF + 0.012) / np.maximum(self._cube_goal, 1e-9)
+        to_pre = cube[:, :2] - to_goal * offset[:, None] - tcp[:, :2]
+        self._approach_dist = np.sqrt(np.einsum("ij,ij->i", to_pre, to_pre) + (CUBE_HALF - tcp[:, 2]) ** 2)
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
         return {
             "tcp_to_cube": -self._tcp_cube,
             "cube_to_goal": -self._cube_goal,
             "success": (self._cube_goal < self.config["success_radius"]).astype(np.float64),
-            "action_l2": -np.square(action).sum(axis=1),
+            "action_l2": -np.einsum("ij,ij->i", action, action),
         }
 
     def evaluate(self) -> Evaluation:
         cfg = self.config
-        radius = cfg["success_radius"]
-        cube_goal = self._cube_goal
-        start_goal = _row_norm(self.goal[:, :2] - self.cube_start[:, :2])
-        success = cube_goal < radius
-        approach_dist = _row_norm(self._pre_push_point() - self.tcp)
+        cube_goal, approach_dist = self._cube_goal, self._approach_dist
+        success = cube_goal < cfg["success_radius"]
         approach = np.maximum(1.0 - approach_dist / self.approach_start, 0.0)
-        push = np.minimum(np.maximum((start_goal - cube_goal) / np.maximum(start_goal - radius, 1e-6), 0.0), 1.0)
-        progress = np.where(success, 1.0, 0.3 * np.maximum(approach, push > 0) + 0.7 * push)
+        push = np.clip((self.start_goal - cube_goal) * self.push_scale, 0.0, 1.0)
+        progress = 0.3 * np.maximum(approach, push > 0) + 0.7 * push
+        progress[success] = 1.0
 
         stage = (approach_dist < cfg["contact_distance"]).astype(np.int64)
-        stage[_row_norm(self.cube[:, :2] - self.cube_start[:, :2]) > 0.01] = 2  # the cube has moved
+        moved = self.cube[:, :2] - self.cube_start[:, :2]
+        stage[np.einsum("ij,ij->i", moved, moved) > 0.01**2] = 2
         stage[success] = 3
-        fell = self.cube[:, 2] < -0.05
-        terminated = (success & bool(cfg["terminate_on_success"])) | fell
+        terminated = self.cube[:, 2] < -0.05  # fell off the table
+        if cfg["terminate_on_success"]:
+            terminated |= success
         return Evaluation(success, progress, stage, terminated)
 
     # -- expert -----------------------------------------------------------------------------

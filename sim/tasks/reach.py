@@ -62,7 +62,7 @@ class Reach(ArmTask):
         return {
             "distance": -self._distance,
             "success": (self._distance < self.config["success_radius"]).astype(np.float64),
-            "action_l2": -np.square(action).sum(axis=1),
+            "action_l2": -np.einsum("ij,ij->i", action, action),
         }
 
     def evaluate(self) -> Evaluation:
