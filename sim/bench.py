@@ -25,7 +25,11 @@ def _rounds(measure_a, measure_b, rounds: int) -> tuple[float, float, float]:
     for _ in range(rounds):
         a.append(measure_a())
         b.append(measure_b())
-    return statistics.median(a), statistics.median(b), statistics.median(x / y for x, y in zip(a, b, strict=True))
+    return statistics.median(a), statistics.median(b), _median_ratio(a, b)
+
+
+def _median_ratio(a: list[float], b: list[float]) -> float:
+    return statistics.median(x / y for x, y in zip(a, b, strict=True))
 
 
 def _random_actions(env: sim.BatchedEnv, steps: int, seed: int) -> torch.Tensor:
@@ -95,7 +99,8 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
     """Our env-steps/s with random actions vs the raw ``mujoco.rollout`` bound and a gymnasium peer.
 
     ``bound_steps_per_s`` is :meth:`RolloutBound.closed_loop` (same model, same substeps per call);
-    ``open_loop_steps_per_s`` is reported beside it for reference.
+    ``open_loop_steps_per_s`` is reported beside it for reference, and ``threaded_physics_steps_per_s``
+    is our threaded engine alone on the same controls (the choice of engine rests on it vs the bound).
     """
     env = sim.make(task, num_envs=num_envs, seed=seed)
     actions = _random_actions(env, steps, seed)
@@ -109,42 +114,63 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
             env.step(act)
         return num_envs * steps / (time.perf_counter() - start)
 
-    ours_rate, bound_rate, ratio_bound = _rounds(ours, bound.closed_loop, rounds)
-    open_rate = statistics.median(bound.open_loop() for _ in range(rounds))
+    def physics_only() -> float:
+        """Our threaded engine on the same controls, without the task's observation/reward work."""
+        physics, per_step = env.physics, bound.control[:, :: bound.substeps]
+        start = time.perf_counter()
+        for step in range(steps):
+            physics.ctrl[:] = per_step[:, step]
+            physics.step()
+        return num_envs * steps / (time.perf_counter() - start)
+
+    peer = GymnasiumPeer(task, num_envs, max(20, steps // 4), seed)
+    rates: dict[str, list[float]] = {"ours": [], "bound": [], "peer": [], "open": [], "physics": []}
+    for _ in range(rounds):  # alternate, so drift of the machine hits every side alike
+        for key, measure in (("ours", ours), ("bound", bound.closed_loop), ("peer", peer.measure),
+                             ("open", bound.open_loop), ("physics", physics_only)):  # fmt: skip
+            rates[key].append(measure())
     bound.close()
-    peer_rate = bench_peer(task, num_envs, max(20, steps // 4), seed)
+    peer.close()
     env.close()
+    med = {key: statistics.median(values) for key, values in rates.items()}
     return {
         "task": task,
         "num_envs": num_envs,
-        "env_steps_per_s": round(ours_rate, 1),
-        "bound_steps_per_s": round(bound_rate, 1),
-        "ratio_vs_bound": round(ratio_bound, 3),
-        "peer_steps_per_s": round(peer_rate, 1),
-        "ratio_vs_peer": round(ours_rate / peer_rate, 3),
-        "open_loop_steps_per_s": round(open_rate, 1),
+        "env_steps_per_s": round(med["ours"], 1),
+        "bound_steps_per_s": round(med["bound"], 1),
+        "ratio_vs_bound": round(_median_ratio(rates["ours"], rates["bound"]), 3),
+        "peer_steps_per_s": round(med["peer"], 1),
+        "ratio_vs_peer": round(_median_ratio(rates["ours"], rates["peer"]), 3),
+        "open_loop_steps_per_s": round(med["open"], 1),
+        "threaded_physics_steps_per_s": round(med["physics"], 1),
     }
 
 
-def bench_peer(task: str, num_envs: int, steps: int, seed: int = 0) -> float:
-    """Env-steps/s of a gymnasium ``SyncVectorEnv`` of ``num_envs`` single envs.
+class GymnasiumPeer:
+    """A gymnasium ``SyncVectorEnv`` of ``num_envs`` single envs, the way most code batches MuJoCo.
 
     For ``ant`` the peer is gymnasium's own Ant-v5 (same MJCF and frame skip); for the other tasks it
     is our own gymnasium single env, one per copy.
     """
-    env_id = "Ant-v5" if task == "ant" else sim.TASKS[task].gym_id
-    vec = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)])
-    vec.reset(seed=seed)
-    vec.action_space.seed(seed)
-    acts = [vec.action_space.sample() for _ in range(steps)]
-    for act in acts[:3]:
-        vec.step(act)
-    start = time.perf_counter()
-    for act in acts:
-        vec.step(act)
-    rate = num_envs * steps / (time.perf_counter() - start)
-    vec.close()
-    return rate
+
+    def __init__(self, task: str, num_envs: int, steps: int, seed: int = 0) -> None:
+        env_id = "Ant-v5" if task == "ant" else sim.TASKS[task].gym_id
+        self.vec = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)])
+        self.vec.reset(seed=seed)
+        self.vec.action_space.seed(seed)
+        self.actions = [self.vec.action_space.sample() for _ in range(steps)]
+        self.rate_scale = num_envs * steps
+        for act in self.actions[:3]:
+            self.vec.step(act)
+
+    def measure(self) -> float:
+        start = time.perf_counter()
+        for act in self.actions:
+            self.vec.step(act)
+        return self.rate_scale / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        self.vec.close()
 
 
 def bench_render(

@@ -18,6 +18,7 @@ def test_bench_sim_reports_rates_and_ratios():
         "peer_steps_per_s",
         "ratio_vs_peer",
         "open_loop_steps_per_s",
+        "threaded_physics_steps_per_s",
     }
     assert result["env_steps_per_s"] > 0 and result["bound_steps_per_s"] > 0 and result["peer_steps_per_s"] > 0
     assert abs(result["ratio_vs_peer"] - result["env_steps_per_s"] / result["peer_steps_per_s"]) < 0.01
