@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+
+IMPORTERS = ("video", "rosbag", "lerobot")
+
+
+def _cameras(text: str | None) -> tuple[str, ...] | None:
+    return tuple(name for name in text.split(",") if name) if text else None
 
 
 def _bench(args: argparse.Namespace) -> dict:
@@ -12,8 +19,38 @@ def _bench(args: argparse.Namespace) -> dict:
 
     if args.what == "sim":
         return bench_sim(args.task, args.num_envs, args.steps, args.rounds, args.seed)
-    cameras = tuple(args.cameras.split(",")) if args.cameras else None
-    return bench_render(args.task, args.num_envs, cameras, args.res, args.rounds)
+    if args.what == "record":
+        from robo_reward.data.bench import bench_record
+
+        cameras = _cameras(args.cameras) or ("front", "wrist")
+        return bench_record(args.task, min(args.num_envs, 16), args.num_demos, cameras, args.res, args.rounds)
+    return bench_render(args.task, args.num_envs, _cameras(args.cameras), args.res, args.rounds)
+
+
+def _record(args: argparse.Namespace) -> None:
+    from robo_reward.data.record import RecordConfig, record
+
+    cfg = RecordConfig(
+        task=args.task, num_demos=args.num_demos, out=args.out, cameras=_cameras(args.cameras), res=args.res,
+        failure_rate=args.failure_rate, noise=args.noise, num_envs=args.num_envs, seed=args.seed, append=args.append,
+    )  # fmt: skip
+    summary = record(cfg)
+    print(f"wrote {summary['episodes']} episodes to {summary['file']} (success {summary['success_rate']:.1%})")
+
+
+def _demo_file(args: argparse.Namespace) -> None:
+    from robo_reward.data import validate
+
+    if args.command == "validate":
+        result = validate(args.file)
+        print(
+            f"{args.file}: ok ({result['episodes']} episodes, {result['frames']} frames, cameras {result['cameras']})"
+        )
+    elif args.command == "view":
+        from robo_reward.data.view import view
+
+        result = view(args.file, args.demo, args.out)
+        print(f"wrote {result['out']} ({result['frames']} frames; curves: {', '.join(result['curves']) or 'none'})")
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -23,6 +60,18 @@ def _print(result: dict, as_json: bool) -> None:
         width = max(len(key) for key in result)
         for key, value in result.items():
             print(f"{key:<{width}}  {value}")
+
+
+def _info(args: argparse.Namespace) -> None:
+    if args.what == "tasks":
+        _info_tasks()
+        return
+    from robo_reward.data import DemoReader, validate
+
+    validate(args.what)
+    with DemoReader(args.what) as reader:
+        summary = reader.summary()
+    _print(summary, args.json)
 
 
 def _info_tasks() -> None:
@@ -40,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
-    bench.add_argument("what", choices=["sim", "render"])
+    bench.add_argument("what", choices=["sim", "render", "record"])
     bench.add_argument("--task", default="push_cube")
     bench.add_argument("--num-envs", type=int, default=64)
     bench.add_argument("--steps", type=int, default=200, help="control steps per round (sim)")
@@ -48,10 +97,38 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cameras", default=None, help="comma-separated camera names (render)")
     bench.add_argument("--res", type=int, default=64, help="image side in pixels (render)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--num-demos", type=int, default=32, help="episodes to record (record)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
-    info = sub.add_parser("info", help="summarise the task registry")
-    info.add_argument("what", choices=["tasks"])
+    info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")
+    info.add_argument("what", help="a demo file, or `tasks`")
+    info.add_argument("--json", action="store_true")
+
+    rec = sub.add_parser("record", help="record demonstrations in simulation with the scripted experts")
+    rec.add_argument("--task", default="push_cube")
+    rec.add_argument("--num-demos", type=int, default=200)
+    rec.add_argument("--out", required=True)
+    rec.add_argument("--cameras", default=None, help="comma-separated (default: all of the task's)")
+    rec.add_argument("--res", type=int, default=64)
+    rec.add_argument("--failure-rate", type=float, default=0.0, help="share of spoiled episodes (negatives)")
+    rec.add_argument("--noise", type=float, default=0.0, help="action noise std on every episode")
+    rec.add_argument("--num-envs", type=int, default=16)
+    rec.add_argument("--seed", type=int, default=0)
+    rec.add_argument("--append", action="store_true", help="add to an existing file instead of replacing it")
+
+    imp = sub.add_parser("import", help="bring outside demonstrations in (video, ROS bags, LeRobot)")
+    kinds = imp.add_subparsers(dest="kind", required=True)
+    for kind in IMPORTERS:
+        module = importlib.import_module(f"robo_reward.data.importers.{kind}")
+        module.add_arguments(kinds.add_parser(kind, help=(module.__doc__ or kind).strip().splitlines()[0]))
+
+    val = sub.add_parser("validate", help="check a demo file; exit 2 with one line naming the problem")
+    val.add_argument("file")
+
+    vw = sub.add_parser("view", help="write one episode as an mp4 (cameras tiled, progress curves)")
+    vw.add_argument("file")
+    vw.add_argument("--demo", type=int, default=0)
+    vw.add_argument("--out", required=True)
 
     pipeline = sub.add_parser("pipeline", help="the main job (Hydra overrides key=value)")
     pipeline.add_argument("overrides", nargs="*")
@@ -64,13 +141,22 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             _print(_bench(args), args.json)
         elif args.command == "info":
-            _info_tasks()
+            _info(args)
+        elif args.command == "record":
+            _record(args)
+        elif args.command == "import":
+            module = importlib.import_module(f"robo_reward.data.importers.{args.kind}")
+            summary = module.run(args)
+            print(f"imported {summary['episodes']} episodes into {summary['file']}")
+        elif args.command in ("validate", "view"):
+            _demo_file(args)
         elif args.command == "pipeline":
             from robo_reward.pipeline import run_pipeline
 
             run_pipeline(args.overrides)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        print(f"robo-reward {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # DemoFileError is a ValueError
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"robo-reward {args.command}: error: {message}", file=sys.stderr)
         return 2
     return 0
 

@@ -134,12 +134,21 @@ class BatchedEnv:
         }
         return tensor(obs), tensor(reward), tensor(terminated), tensor(truncated), info
 
-    def render(self) -> torch.Tensor:
-        """Images of every env from every camera in ``self.cameras``: uint8 (N, V, H, W, 3)."""
+    def reset_envs(self, ids) -> torch.Tensor:
+        """Start new episodes in the envs ``ids`` only (e.g. to cut a recording short); returns the observation."""
+        ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+        if len(ids):
+            self._reset_envs(ids)
+            self._obs[ids] = self.task.observe()[ids]
+        return self._to_tensor(self._obs)
+
+    def render(self, ids=None) -> torch.Tensor:
+        """Images from every camera in ``self.cameras``: uint8 (N, V, H, W, 3), or (len(ids), ...) for a subset."""
         if self._renderer is None:
             height, width = self.render_size
             self._renderer = BatchRenderer(self.model, self.num_envs, self.cameras, height, width)
-        return torch.from_numpy(self._renderer.render(self.physics.datas))
+        datas = self.physics.datas if ids is None else [self.physics.datas[i] for i in np.asarray(ids).reshape(-1)]
+        return torch.from_numpy(self._renderer.render(datas))
 
     def expert(self, obs: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """Scripted expert actions (N, act_dim) for the envs' current state (``obs`` from the last step)."""

@@ -1,0 +1,1 @@
+"""Importers: outside demonstrations (videos, ROS bags, LeRobot datasets) into the demo file layout."""

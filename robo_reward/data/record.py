@@ -1,0 +1,130 @@
+"""``robo-reward record``: demonstrations from the batched simulator and its scripted experts.
+
+Reward models need negatives, so a ``failure_rate`` share of episodes is spoiled on purpose: either
+heavy action noise (``noisy``) or a cut at a random point before the expert would finish
+(``early_stop``). Every episode's ``success`` attribute is what really happened, whatever its mode.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+import sim
+from robo_reward.data.writer import DemoWriter, Episode
+
+FAILURE_MODES = ("noisy", "early_stop")
+NOISY_STD = 1.5  # action noise of a "noisy" episode (normalised units): the expert then fails ~95 % of the time
+
+
+@dataclass
+class RecordConfig:
+    task: str = "push_cube"
+    num_demos: int = 200
+    out: str | Path = "demos/demos.h5"
+    cameras: tuple[str, ...] | None = None  # default: every camera of the task
+    res: int = 64
+    failure_rate: float = 0.0
+    noise: float = 0.0  # action noise std on every episode (expert ones included)
+    num_envs: int = 16
+    seed: int = 0
+    append: bool = False
+    task_config: dict | None = None
+    progress_bar: bool = True
+
+
+class _Buffer:
+    """One env's episode in progress."""
+
+    def __init__(self, mode: str, stop_at: int | None) -> None:
+        self.mode, self.stop_at = mode, stop_at
+        self.frames: list[np.ndarray] = []
+        self.rows: dict[str, list] = {k: [] for k in ("state", "actions", "rewards", "dones", "progress", "stage")}
+
+    def episode(self, cameras: list[str], success: bool, source: str, seed: int) -> Episode:
+        frames = np.stack(self.frames)  # (T, V, H, W, 3)
+        rows = {k: np.asarray(v) for k, v in self.rows.items()}
+        return Episode(
+            frames={cam: np.ascontiguousarray(frames[:, v]) for v, cam in enumerate(cameras)},
+            state=rows["state"].astype(np.float32),
+            actions=rows["actions"].astype(np.float32),
+            rewards=rows["rewards"].astype(np.float32),
+            dones=rows["dones"].astype(np.uint8),
+            success=success,
+            source=source,
+            privileged={"progress": rows["progress"].astype(np.float32), "stage": rows["stage"].astype(np.int32)},
+            attrs={"mode": self.mode, "seed": seed},
+        )
+
+
+def record(cfg: RecordConfig) -> dict:
+    """Record ``cfg.num_demos`` episodes into ``cfg.out``; returns a summary."""
+    env = sim.make(
+        cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, cameras=cfg.cameras, render_size=(cfg.res, cfg.res),
+        config=cfg.task_config,
+    )  # fmt: skip
+    rng = np.random.default_rng(cfg.seed)
+    cameras = list(env.cameras)
+    env_args = {
+        "env_name": cfg.task, "type": "robo_reward.sim", "seed": cfg.seed, "res": cfg.res,
+        "env_kwargs": {"config": env.task.config}, "failure_rate": cfg.failure_rate, "noise": cfg.noise,
+    }  # fmt: skip
+    typical = env.max_episode_steps / 3  # running estimate of an expert episode's length, for early stops
+
+    def new_buffer() -> _Buffer:
+        if rng.random() >= cfg.failure_rate:
+            return _Buffer("expert", None)
+        mode = FAILURE_MODES[rng.integers(len(FAILURE_MODES))]
+        stop_at = int(rng.uniform(0.15, 0.85) * typical) + 1 if mode == "early_stop" else None
+        return _Buffer(mode, stop_at)
+
+    buffers: list[_Buffer | None] = [new_buffer() for _ in range(min(env.num_envs, cfg.num_demos))]
+    buffers += [None] * (env.num_envs - len(buffers))  # idle envs: stepped with the batch, not rendered
+    started, written, successes = len(buffers) - buffers.count(None), 0, 0
+    writer = DemoWriter(
+        cfg.out, task=cfg.task, instruction=env.instruction, fps=1.0 / env.dt, cameras=cameras,
+        env_args=env_args, stage_names=list(env.task.stage_names), append=cfg.append,
+    )  # fmt: skip
+    with writer, tqdm(total=cfg.num_demos, desc=f"record {cfg.task}", unit="demo", disable=not cfg.progress_bar) as bar:
+        obs = env.observation
+        while written < cfg.num_demos:
+            active = [i for i, buf in enumerate(buffers) if buf is not None]
+            frames = dict(zip(active, env.render(active).numpy(), strict=True))
+            action = env.expert(obs).numpy()
+            noise_std = np.array([NOISY_STD if b is not None and b.mode == "noisy" else cfg.noise for b in buffers])
+            action = np.clip(action + rng.normal(size=action.shape) * noise_std[:, None], -1.0, 1.0)
+            next_obs, reward, terminated, truncated, info = env.step(torch.from_numpy(action.astype(np.float32)))
+            done = (terminated | truncated).numpy()
+            cut = []
+            for i in active:
+                buf = buffers[i]
+                rows = buf.rows
+                buf.frames.append(frames[i])
+                rows["state"].append(obs[i].numpy())
+                rows["actions"].append(action[i])
+                rows["rewards"].append(float(reward[i]))
+                rows["progress"].append(float(info["progress"][i]))
+                rows["stage"].append(int(info["stage"][i]))
+                stopped = buf.stop_at is not None and len(buf.frames) >= buf.stop_at and not done[i]
+                rows["dones"].append(int(done[i] or stopped))
+                if not (done[i] or stopped):
+                    continue
+                success = bool(info["success"][i]) and not stopped
+                if buf.mode == "expert" and success:
+                    typical += 0.1 * (len(buf.frames) - typical)
+                writer.add(buf.episode(cameras, success, f"sim:{cfg.task}:{buf.mode}", cfg.seed))
+                written += 1
+                successes += success
+                bar.update(1)
+                buffers[i] = new_buffer() if started < cfg.num_demos else None
+                started += buffers[i] is not None
+                if stopped:
+                    cut.append(i)
+            obs = env.reset_envs(cut) if cut else next_obs
+        path = writer.path
+    env.close()
+    return {"file": str(path), "episodes": written, "success_rate": successes / max(1, written), "cameras": cameras}
