@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 IMPORTERS = ("video", "rosbag", "lerobot")
 
@@ -122,6 +123,19 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"robo_reward.data.importers.{kind}")
         module.add_arguments(kinds.add_parser(kind, help=(module.__doc__ or kind).strip().splitlines()[0]))
 
+    lab = sub.add_parser("label", help="write a reward model's progress into a demo file (resumable)")
+    lab.add_argument("file")
+    lab.add_argument("--model", required=True, help="checkpoint folder (weights.safetensors + config.json)")
+    lab.add_argument("--name", default=None, help="label group name (default: the model folder's name)")
+    lab.add_argument("--batch", type=int, default=512)
+    lab.add_argument("--bf16", action="store_true", help="bfloat16 inference (fast on CPUs with AMX)")
+
+    ev = sub.add_parser("eval", help="VOC, success AUC and progress error of a reward model on demos")
+    ev.add_argument("--model", required=True)
+    ev.add_argument("--demos", required=True)
+    ev.add_argument("--plot", default=None, help="PNG of progress curves")
+    ev.add_argument("--json", action="store_true")
+
     val = sub.add_parser("validate", help="check a demo file; exit 2 with one line naming the problem")
     val.add_argument("file")
 
@@ -148,6 +162,18 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"robo_reward.data.importers.{args.kind}")
             summary = module.run(args)
             print(f"imported {summary['episodes']} episodes into {summary['file']}")
+        elif args.command == "label":
+            from robo_reward.label import label
+            from robo_reward.models import load
+
+            name = args.name or Path(args.model).resolve().name
+            summary = label(args.file, load(args.model), name, args.batch, args.bf16)
+            print(f"labelled {summary['episodes']} episodes ({summary['frames']} frames) as /labels/{name}")
+        elif args.command == "eval":
+            from robo_reward.models import load
+            from robo_reward.models.evaluate import evaluate
+
+            _print(evaluate(load(args.model), args.demos, args.plot), args.json)
         elif args.command in ("validate", "view"):
             _demo_file(args)
         elif args.command == "pipeline":

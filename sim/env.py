@@ -134,6 +134,16 @@ class BatchedEnv:
         }
         return tensor(obs), tensor(reward), tensor(terminated), tensor(truncated), info
 
+    def privileged(self) -> dict[str, torch.Tensor]:
+        """``success``, ``progress`` and ``stage`` (N,) of the *current* states (what ``render`` shows).
+
+        ``step``'s info describes the state a step reached before auto-reset; this describes the state
+        after any reset — what a recorder needs to label the frame it renders before acting.
+        """
+        self.task.update()
+        outcome = self.task.evaluate()
+        return {key: self._to_tensor(getattr(outcome, key)) for key in ("success", "progress", "stage")}
+
     def reset_envs(self, ids) -> torch.Tensor:
         """Start new episodes in the envs ``ids`` only (e.g. to cut a recording short); returns the observation."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)

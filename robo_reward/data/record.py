@@ -94,6 +94,7 @@ def record(cfg: RecordConfig) -> dict:
         while written < cfg.num_demos:
             active = [i for i, buf in enumerate(buffers) if buf is not None]
             frames = dict(zip(active, env.render(active).numpy(), strict=True))
+            shown = env.privileged()  # progress and stage of the states in these frames
             action = env.expert(obs).numpy()
             noise_std = np.array([NOISY_STD if b is not None and b.mode == "noisy" else cfg.noise for b in buffers])
             action = np.clip(action + rng.normal(size=action.shape) * noise_std[:, None], -1.0, 1.0)
@@ -107,8 +108,8 @@ def record(cfg: RecordConfig) -> dict:
                 rows["state"].append(obs[i].numpy())
                 rows["actions"].append(action[i])
                 rows["rewards"].append(float(reward[i]))
-                rows["progress"].append(float(info["progress"][i]))
-                rows["stage"].append(int(info["stage"][i]))
+                rows["progress"].append(float(shown["progress"][i]))
+                rows["stage"].append(int(shown["stage"][i]))
                 stopped = buf.stop_at is not None and len(buf.frames) >= buf.stop_at and not done[i]
                 rows["dones"].append(int(done[i] or stopped))
                 if not (done[i] or stopped):

@@ -142,7 +142,7 @@ class PushCube(ArmTask):
         success = cube_goal < cfg["success_radius"]
         approach = np.maximum(1.0 - approach_dist / self.approach_start, 0.0)
         push = np.clip((self.start_goal - cube_goal) * self.push_scale, 0.0, 1.0)
-        progress = 0.3 * np.maximum(approach, push > 0) + 0.7 * push
+        progress = 0.3 * np.maximum(approach, push > 0.02) + 0.7 * push  # once pushing, approach is done
         progress[success] = 1.0
 
         stage = (approach_dist < cfg["contact_distance"]).astype(np.int64)
