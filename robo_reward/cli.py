@@ -20,6 +20,11 @@ def _bench(args: argparse.Namespace) -> dict:
 
     if args.what == "sim":
         return bench_sim(args.task, args.num_envs, args.steps, args.rounds, args.seed)
+    if args.what == "label":
+        from robo_reward.models.bench import bench_label
+
+        cameras = _cameras(args.cameras) or ("front", "wrist")
+        return bench_label(args.task, args.num_demos, cameras, args.res, args.batch, args.rounds, args.bf16)
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
-    bench.add_argument("what", choices=["sim", "render", "record"])
+    bench.add_argument("what", choices=["sim", "render", "record", "label"])
     bench.add_argument("--task", default="push_cube")
     bench.add_argument("--num-envs", type=int, default=64)
     bench.add_argument("--steps", type=int, default=200, help="control steps per round (sim)")
@@ -98,7 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cameras", default=None, help="comma-separated camera names (render)")
     bench.add_argument("--res", type=int, default=64, help="image side in pixels (render)")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--num-demos", type=int, default=32, help="episodes to record (record)")
+    bench.add_argument("--num-demos", type=int, default=32, help="episodes to record (record, label)")
+    bench.add_argument("--batch", type=int, default=512, help="frames per forward pass (label)")
+    bench.add_argument("--bf16", action="store_true", help="bfloat16 inference (label)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")
@@ -162,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             module = importlib.import_module(f"robo_reward.data.importers.{args.kind}")
             summary = module.run(args)
             print(f"imported {summary['episodes']} episodes into {summary['file']}")
+            for note in summary.get("notes", []):
+                print(f"note: {note}")
         elif args.command == "label":
             from robo_reward.label import label
             from robo_reward.models import load
@@ -180,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             from robo_reward.pipeline import run_pipeline
 
             run_pipeline(args.overrides)
-    except (ValueError, KeyError, FileNotFoundError) as exc:  # DemoFileError is a ValueError
+    except (ValueError, KeyError, OSError) as exc:  # DemoFileError is a ValueError; OSError: disk, permissions
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"robo-reward {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -1,0 +1,73 @@
+"""``robo-reward bench label``: end-to-end labelling vs the model's forward pass, in one run."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from robo_reward.data.reader import DemoReader
+from robo_reward.data.record import RecordConfig, record
+from robo_reward.label import label
+from robo_reward.models.prm import PRMConfig, ProgressRewardModel
+
+
+def bench_label(
+    task: str = "push_cube",
+    num_demos: int = 48,
+    cameras=("front", "wrist"),
+    res: int = 64,
+    batch: int = 512,
+    rounds: int = 3,
+    bf16: bool = False,
+) -> dict:
+    """Frames/s (a frame = one time step, all cameras) of ``label`` (read, decode, infer, write) vs the
+    same model's forward pass over the same frames held in memory, and a naive one-frame-at-a-time loop."""
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "demos.h5"
+        record(RecordConfig(task=task, num_demos=num_demos, out=source, cameras=tuple(cameras), res=res,
+                            progress_bar=False))  # fmt: skip
+        with DemoReader(source) as reader:
+            instruction = reader.instruction
+            frames = torch.cat([torch.from_numpy(reader.multiview(i)) for i in range(len(reader))])
+        model = ProgressRewardModel(PRMConfig(cameras=list(cameras), instructions=[instruction], image_size=res)).eval()
+        total = len(frames)
+
+        def end_to_end() -> float:
+            target = Path(tmp) / "label.h5"
+            shutil.copyfile(source, target)
+            start = time.perf_counter()
+            label(target, model, "bench", batch=batch, bf16=bf16, progress_bar=False)
+            return total / (time.perf_counter() - start)
+
+        def forward_only() -> float:
+            start = time.perf_counter()
+            for s in range(0, total, batch):
+                model.predict(frames[s : s + batch], instruction, list(cameras), bf16)
+            return total / (time.perf_counter() - start)
+
+        ours, model_rates = [], []
+        for _ in range(rounds):
+            ours.append(end_to_end())
+            model_rates.append(forward_only())
+        naive_count = min(total, 300)
+        start = time.perf_counter()
+        for k in range(naive_count):
+            model.predict(frames[k : k + 1], instruction, list(cameras), bf16)
+        naive = naive_count / (time.perf_counter() - start)
+    return {
+        "frames_per_s": round(statistics.median(ours), 1),
+        "model_frames_per_s": round(statistics.median(model_rates), 1),
+        "ratio": round(statistics.median(a / b for a, b in zip(ours, model_rates, strict=True)), 3),
+        "naive_frames_per_s": round(naive, 1),
+        "images_per_frame": len(cameras),
+        "frames": total,
+        "batch": batch,
+        "bf16": bf16,
+        "torch_threads": torch.get_num_threads(),
+    }
