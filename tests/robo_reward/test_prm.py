@@ -1,0 +1,176 @@
+"""The process reward model: it really learns, it saves without pickle, and labelling survives kills."""
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robo_reward.cli import main as cli
+from robo_reward.data.reader import DemoReader
+from robo_reward.data.record import RecordConfig, record
+from robo_reward.label import label, sidecar
+from robo_reward.models import CheckpointError, load
+from robo_reward.models.evaluate import evaluate
+from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_targets, two_hot
+from robo_reward.models.prm_train import PRMTrainConfig, train_prm
+
+CAMERAS = ["front", "wrist"]
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demos")
+    train, heldout = root / "train.h5", root / "heldout.h5"
+    record(RecordConfig(task="push_cube", num_demos=32, out=train, cameras=tuple(CAMERAS), failure_rate=0.25,
+                        seed=1, progress_bar=False))  # fmt: skip
+    record(RecordConfig(task="push_cube", num_demos=16, out=heldout, cameras=tuple(CAMERAS), failure_rate=0.3,
+                        seed=99, progress_bar=False))  # fmt: skip
+    return train, heldout
+
+
+@pytest.fixture(scope="module")
+def trained(demos, tmp_path_factory):
+    out = tmp_path_factory.mktemp("prm")
+    model, summary = train_prm([demos[0]], out, {"cameras": CAMERAS}, PRMTrainConfig(steps=400, save_every=100), False)
+    return model, out, summary
+
+
+def test_learning_is_real_on_held_out_demos(trained, demos):
+    model, _, summary = trained
+    metrics = evaluate(model, demos[1])
+    print("held-out metrics after", summary["steps"], "steps:", metrics)
+    assert metrics["voc"] > 0.8
+    assert metrics["success_auc"] > 0.8
+
+
+def test_shuffled_targets_do_not_learn(demos, tmp_path):
+    cfg = PRMTrainConfig(steps=400, save_every=1000, shuffle_targets=True)
+    model, _ = train_prm([demos[0]], tmp_path, {"cameras": CAMERAS}, cfg, False)
+    metrics = evaluate(model, demos[1])
+    print("shuffled-target control:", metrics)
+    assert metrics["voc"] < 0.5
+
+
+def test_save_load_round_trip_gives_identical_outputs(trained, demos):
+    model, out, _ = trained
+    again = load(out)
+    with DemoReader(demos[1]) as reader:
+        frames, instruction = reader.multiview(0), reader.instruction
+    assert torch.equal(model.progress(frames, instruction), again.progress(frames, instruction))
+    assert json.loads((out / "config.json").read_text())["kind"] == "prm"
+
+
+def test_a_pickle_checkpoint_is_refused_without_running_code(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    folder = tmp_path / "evil"
+    folder.mkdir()
+    (folder / "weights.safetensors").write_bytes(pickle.dumps({"weights": Exploit()}))
+    (folder / "config.json").write_text(json.dumps({"kind": "prm", "cameras": ["front"], "instructions": ["x"]}))
+    torch.save({"model": Exploit()}, folder / "model.pt")
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        load(folder)
+    assert cli(["eval", "--model", str(folder), "--demos", str(folder / "none.h5")]) == 2
+    assert not marker.exists()
+
+
+def test_bad_frames_and_unknown_instruction_are_clear_errors(trained):
+    model = trained[0]
+    instruction = model.config.instructions[0]
+    with pytest.raises(ValueError, match=r"uint8 \(B, V, 64, 64, 3\)"):
+        model.progress(torch.zeros(2, 2, 64, 64, 3), instruction)  # float
+    with pytest.raises(ValueError, match=r"uint8 \(B, V, 64, 64, 3\)"):
+        model.progress(torch.zeros(2, 2, 32, 32, 3, dtype=torch.uint8), instruction)
+    with pytest.raises(ValueError, match="frames have 3 views but 2 cameras"):
+        model.progress(torch.zeros(2, 3, 64, 64, 3, dtype=torch.uint8), instruction)
+    with pytest.raises(ValueError, match="no embedding for instruction 'stack the blocks'"):
+        model.progress(torch.zeros(1, 2, 64, 64, 3, dtype=torch.uint8), "stack the blocks")
+    one_view = model.progress(torch.zeros(1, 1, 64, 64, 3, dtype=torch.uint8), instruction, cameras=["wrist"])
+    assert one_view.shape == (1,) and 0 <= float(one_view) <= 1
+
+
+def test_progress_targets_are_piecewise_per_stage():
+    stages = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3])
+    target = progress_targets(len(stages), stages, num_stages=4)
+    assert target[-1] == 1.0 and np.all(np.diff(target) >= 0)
+    assert target[3] == pytest.approx(1 / 3) and target[5] == pytest.approx(2 / 3)
+    assert np.allclose(progress_targets(5, None, 0), [0, 0.25, 0.5, 0.75, 1])
+    soft = two_hot(torch.tensor([0.0, 0.33, 1.0]), 21)
+    assert torch.allclose(soft.sum(1), torch.ones(3))
+    assert torch.allclose(soft @ torch.linspace(0, 1, 21), torch.tensor([0.0, 0.33, 1.0]))
+
+
+def _labels(path: Path, name: str) -> list[np.ndarray]:
+    with DemoReader(path) as reader:
+        return [reader.labels(name, i) for i in range(len(reader))]
+
+
+def test_label_killed_at_random_points_resumes_to_the_same_labels(trained, demos, tmp_path):
+    _, out, _ = trained
+    reference = tmp_path / "reference.h5"
+    reference.write_bytes(demos[1].read_bytes())
+    label(reference, load(out), "prm", batch=64, progress_bar=False)
+    expected = _labels(reference, "prm")
+
+    target = tmp_path / "killed.h5"
+    target.write_bytes(demos[1].read_bytes())
+    with DemoReader(demos[1]) as reader:
+        frames_before = [reader.multiview(i) for i in range(len(reader))]
+    cmd = [sys.executable, "-m", "robo_reward.cli", "label", str(target), "--model", str(out), "--name", "prm",
+           "--batch", "64"]  # fmt: skip
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(2.0, 4.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert cli(["validate", str(target)]) == 0  # never half-written
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    for got, want in zip(_labels(target, "prm"), expected, strict=True):
+        assert np.array_equal(got, want)
+    with DemoReader(target) as reader:
+        for i, frames in enumerate(frames_before):
+            assert np.array_equal(reader.multiview(i), frames)
+    assert not sidecar(target, "prm").exists()
+
+
+def test_label_cli_refuses_an_unknown_instruction(trained, tmp_path, capsys):
+    _, out, _ = trained
+    demo = tmp_path / "reach.h5"
+    record(RecordConfig(task="reach", num_demos=2, out=demo, cameras=tuple(CAMERAS), progress_bar=False))
+    before = demo.read_bytes()
+    assert cli(["label", str(demo), "--model", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no embedding for instruction" in err
+    assert demo.read_bytes() == before
+
+
+def test_eval_cli_prints_metrics_and_plots(trained, demos, tmp_path, capsys):
+    _, out, _ = trained
+    plot = tmp_path / "curves.png"
+    assert cli(["eval", "--model", str(out), "--demos", str(demos[1]), "--plot", str(plot), "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"voc", "success_auc", "progress_mae", "progress_spearman"} <= set(metrics)
+    assert plot.stat().st_size > 5000
+
+
+def test_model_config_is_used(demos, tmp_path):
+    cfg = PRMConfig(cameras=CAMERAS, instructions=["a", "b"], channels=[8, 16], embed_dim=32, bins=11)
+    model = ProgressRewardModel(cfg)
+    model.save(tmp_path)
+    again = load(tmp_path)
+    assert again.config.channels == [8, 16] and again.config.bins == 11
+    frames = torch.randint(0, 255, (3, 2, 64, 64, 3), dtype=torch.uint8)
+    assert torch.equal(model.eval().progress(frames, "b"), again.progress(frames, "b"))
