@@ -16,14 +16,14 @@ from torch.utils.tensorboard import SummaryWriter
 
 from robo_reward.models.evaluate import evaluate
 from robo_reward.models.prm_train import PRMTrainConfig, train_prm
+from robo_reward.models.vlm import train_vlm
 
 
 def run(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     data = list(cfg.data) if isinstance(cfg.data, ListConfig) else [cfg.data]
-    if cfg.reward.name != "prm":
-        raise ValueError(f"unknown reward model {cfg.reward.name!r}; available: prm")
-    train_cfg = PRMTrainConfig(**OmegaConf.to_container(cfg.reward.train, resolve=True), seed=cfg.seed)
+    model_cfg = OmegaConf.to_container(cfg.reward.model, resolve=True)
+    train = OmegaConf.to_container(cfg.reward.train, resolve=True)
     writer = SummaryWriter(log_dir=str(out / "tensorboard"))
 
     def log(step: int, losses: dict) -> None:
@@ -31,7 +31,12 @@ def run(cfg: DictConfig) -> dict:
             for name, value in losses.items():
                 writer.add_scalar(f"loss/{name}", value, step)
 
-    model, summary = train_prm(data, out, OmegaConf.to_container(cfg.reward.model, resolve=True), train_cfg, log)
+    if cfg.reward.name == "prm":
+        model, summary = train_prm(data, out, model_cfg, PRMTrainConfig(**train, seed=cfg.seed), log)
+    elif cfg.reward.name == "vlm":
+        model, summary = train_vlm(data, out, model_cfg, **train, seed=cfg.seed, pretrained=cfg.reward.pretrained)
+    else:
+        raise ValueError(f"unknown reward model {cfg.reward.name!r}; available: prm, vlm")
     if cfg.eval_data:
         metrics = evaluate(model, cfg.eval_data, plot=out / "eval_curves.png")
         for name in ("voc", "success_auc", "progress_mae"):

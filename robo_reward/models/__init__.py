@@ -19,6 +19,10 @@ def load(folder: str | Path):
         from robo_reward.models.prm import ProgressRewardModel
 
         return ProgressRewardModel.from_checkpoint(tensors, config)
+    if kind == "vlm":
+        from robo_reward.models.vlm import VLMReward
+
+        return VLMReward.from_checkpoint(tensors, config)
     raise CheckpointError(f"{Path(folder) / 'config.json'}: unknown model kind {kind!r}")
 
 

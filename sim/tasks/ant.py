@@ -26,6 +26,13 @@ class Ant(Task):
     cameras = ("track",)
     instruction = "walk forward"
     stage_names = ("quarter_1", "quarter_2", "quarter_3", "quarter_4", "reached")
+    stage_captions = (
+        "the ant robot stands near the start",
+        "the ant robot has walked a little forward",
+        "the ant robot has walked halfway",
+        "the ant robot is almost at the finish",
+        "the ant robot has walked far forward",
+    )
     obs_dim = 27
     act_dim = 8
 

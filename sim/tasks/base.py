@@ -35,6 +35,8 @@ class Task(ABC):
     gym_id: ClassVar[str]
     cameras: ClassVar[tuple[str, ...]]
     stage_names: ClassVar[tuple[str, ...]]
+    # One sentence per stage describing what a camera sees: captions for vision-language fine-tuning.
+    stage_captions: ClassVar[tuple[str, ...]]
     obs_dim: ClassVar[int]
     act_dim: ClassVar[int]
     instruction: ClassVar[str]

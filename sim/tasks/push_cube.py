@@ -21,6 +21,12 @@ class PushCube(ArmTask):
     scene = "push_cube"
     instruction = "push the red cube onto the green goal"
     stage_names = STAGES
+    stage_captions = (
+        "the gripper moves toward the red cube",
+        "the gripper touches the red cube",
+        "the gripper pushes the red cube toward the green goal",
+        "the red cube is on the green goal",
+    )
     obs_dim = 33  # arm (17) + cube pos (3) + cube quat (4) + goal (3) + cube - tcp (3) + goal - cube (3)
 
     @staticmethod

@@ -16,6 +16,7 @@ class Reach(ArmTask):
     scene = "reach"
     instruction = "move the gripper to the green ball"
     stage_names = ("approach", "at_target")
+    stage_captions = ("the gripper moves toward the green ball", "the gripper is at the green ball")
     obs_dim = 23  # arm (17) + target (3) + target - tcp (3)
 
     @staticmethod
