@@ -1,6 +1,5 @@
 """The vision-language reward: VLM-RM's formula, the contract, persistence, and contrastive fine-tuning."""
 
-import numpy as np
 import pytest
 import torch
 from torch.nn import functional as F
