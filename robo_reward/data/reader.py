@@ -16,7 +16,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from robo_reward.data.format import DemoFileError, camera_key, decode_attr, demo_names, open_h5, read_cameras
+from robo_reward.data.format import (
+    DemoFileError,
+    camera_key,
+    decode_attr,
+    demo_names,
+    first_line,
+    open_h5,
+    read_cameras,
+    reading,
+)
 from robo_reward.data.writer import Episode
 
 
@@ -24,20 +33,33 @@ class DemoReader:
     """A demo file opened read-only. ``len(reader)`` episodes, addressed by position 0..len-1."""
 
     def __init__(self, source: str | Path | IO[bytes]) -> None:
-        self.path = source if isinstance(source, str | Path) else getattr(source, "name", "<file object>")
-        self._file = open_h5(source) if isinstance(source, str | Path) else h5py.File(source, "r")
-        if "data" not in self._file:
+        on_disk = isinstance(source, str | Path)
+        self.path = source if on_disk else getattr(source, "name", "<file object>")
+        self._size_path = source if on_disk else None
+        if on_disk:
+            self._file = open_h5(source)
+        else:
+            try:
+                self._file = h5py.File(source, "r")
+            except Exception as exc:
+                reason = f"not a readable HDF5 file (truncated or corrupt?): {first_line(exc)}"
+                raise DemoFileError(self.path, reason) from None
+        try:
+            with reading(self.path, key="/data"):
+                if "data" not in self._file:
+                    raise DemoFileError(self.path, "missing group", key="/data")
+                self._data = self._file["data"]
+                attrs = self._data.attrs
+                self.task = decode_attr(attrs.get("task", ""))
+                self.instruction = decode_attr(attrs.get("instruction", ""))
+                self.fps = float(attrs.get("fps", 0.0))
+                self.cameras = read_cameras(self._data)
+                self.env_args = json.loads(decode_attr(attrs.get("env_args", "{}")))
+                self.stage_names = json.loads(decode_attr(attrs.get("stage_names", "[]")))
+                self.names = demo_names(self._data)
+        except BaseException:
             self.close()
-            raise DemoFileError(self.path, "missing group", key="/data")
-        self._data = self._file["data"]
-        attrs = self._data.attrs
-        self.task = decode_attr(attrs.get("task", ""))
-        self.instruction = decode_attr(attrs.get("instruction", ""))
-        self.fps = float(attrs.get("fps", 0.0))
-        self.cameras = read_cameras(self._data)
-        self.env_args = json.loads(decode_attr(attrs.get("env_args", "{}")))
-        self.stage_names = json.loads(decode_attr(attrs.get("stage_names", "[]")))
-        self.names = demo_names(self._data)
+            raise
 
     def __len__(self) -> int:
         return len(self.names)
@@ -84,7 +106,7 @@ class DemoReader:
             success=bool(group.attrs["success"]),
             source=decode_attr(group.attrs["source"]),
             privileged=privileged,
-            attrs={key: value for key, value in group.attrs.items() if key not in skip},
+            attrs={key: decode_attr(value) for key, value in group.attrs.items() if key not in skip},
         )
 
     def summary(self) -> dict:
@@ -102,7 +124,7 @@ class DemoReader:
             "success_rate": float(np.mean([self.success(i) for i in range(len(self))])) if len(self) else None,
             "mean_length": float(np.mean(lengths)) if lengths else None,
             "labels": self.label_models(),
-            "size_bytes": os.path.getsize(self.path) if isinstance(self.path, str | Path) else None,
+            "size_bytes": os.path.getsize(self._size_path) if self._size_path is not None else None,
         }
 
     def close(self) -> None:
@@ -125,6 +147,8 @@ class DemoClipDataset(Dataset):
     """
 
     def __init__(self, path: str | Path, clip_len: int = 1, stride: int = 1, cameras=None) -> None:
+        if clip_len < 1 or stride < 1:
+            raise ValueError(f"clip_len and stride must be >= 1, got {clip_len} and {stride}")
         self.path, self.clip_len, self.stride = Path(path), clip_len, stride
         with DemoReader(self.path) as reader:
             self.cameras = list(cameras or reader.cameras)
@@ -136,6 +160,10 @@ class DemoClipDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.index)
+
+    def __getstate__(self) -> dict:
+        """Pickled (spawned DataLoader workers) without the open file: each process opens its own."""
+        return {**self.__dict__, "_reader": None, "_pid": -1}
 
     def _open(self) -> DemoReader:
         if self._reader is None or self._pid != os.getpid():
@@ -155,7 +183,7 @@ class DemoClipDataset(Dataset):
             "start": start,
             "success": reader.success(episode),
         }
-        progress = reader.privileged(episode, "progress")
-        if progress is not None:
-            out["progress"] = torch.from_numpy(progress[steps])
+        group = reader.group(episode)
+        if "privileged/progress" in group:
+            out["progress"] = torch.from_numpy(group["privileged/progress"][start : stop : self.stride])
         return out

@@ -2,7 +2,10 @@
 
 Reward models need negatives, so a ``failure_rate`` share of episodes is spoiled on purpose: either
 heavy action noise (``noisy``) or a cut at a random point before the expert would finish
-(``early_stop``). Every episode's ``success`` attribute is what really happened, whatever its mode.
+(``early_stop``: at a random step count or a random privileged progress, whichever comes first; an
+early-stop episode the expert still finished first is dropped and its env starts a new episode, so
+every ``early_stop`` episode is a failure). Every episode's ``success`` attribute is what really
+happened, whatever its mode.
 """
 
 from __future__ import annotations
@@ -40,8 +43,8 @@ class RecordConfig:
 class _Buffer:
     """One env's episode in progress."""
 
-    def __init__(self, mode: str, stop_at: int | None) -> None:
-        self.mode, self.stop_at = mode, stop_at
+    def __init__(self, mode: str, stop_at: int | None = None, stop_progress: float | None = None) -> None:
+        self.mode, self.stop_at, self.stop_progress = mode, stop_at, stop_progress
         self.frames: list[np.ndarray] = []
         self.rows: dict[str, list] = {k: [] for k in ("state", "actions", "rewards", "dones", "progress", "stage")}
 
@@ -77,10 +80,11 @@ def record(cfg: RecordConfig) -> dict:
 
     def new_buffer() -> _Buffer:
         if rng.random() >= cfg.failure_rate:
-            return _Buffer("expert", None)
+            return _Buffer("expert")
         mode = FAILURE_MODES[rng.integers(len(FAILURE_MODES))]
-        stop_at = int(rng.uniform(0.15, 0.85) * typical) + 1 if mode == "early_stop" else None
-        return _Buffer(mode, stop_at)
+        if mode == "noisy":
+            return _Buffer(mode)
+        return _Buffer(mode, int(rng.uniform(0.15, 0.85) * typical) + 1, float(rng.uniform(0.15, 0.85)))
 
     buffers: list[_Buffer | None] = [new_buffer() for _ in range(min(env.num_envs, cfg.num_demos))]
     buffers += [None] * (env.num_envs - len(buffers))  # idle envs: stepped with the batch, not rendered
@@ -110,11 +114,18 @@ def record(cfg: RecordConfig) -> dict:
                 rows["rewards"].append(float(reward[i]))
                 rows["progress"].append(float(shown["progress"][i]))
                 rows["stage"].append(int(shown["stage"][i]))
-                stopped = buf.stop_at is not None and len(buf.frames) >= buf.stop_at and not done[i]
+                stopped = (
+                    buf.mode == "early_stop"
+                    and not done[i]
+                    and (len(buf.frames) >= buf.stop_at or float(info["progress"][i]) >= buf.stop_progress)
+                )
                 rows["dones"].append(int(done[i] or stopped))
                 if not (done[i] or stopped):
                     continue
                 success = bool(info["success"][i]) and not stopped
+                if buf.mode == "early_stop" and success:  # finished before the cut: not the failure it must be
+                    buffers[i] = new_buffer()  # the env already auto-reset; this slot starts over
+                    continue
                 if buf.mode == "expert" and success:
                     typical += 0.1 * (len(buf.frames) - typical)
                 writer.add(buf.episode(cameras, success, f"sim:{cfg.task}:{buf.mode}", cfg.seed))

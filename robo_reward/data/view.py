@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_reward.data.format import DemoFileError
+from robo_reward.data.format import DemoFileError, reading
 from robo_reward.data.reader import DemoReader
 from robo_reward.video import tile_views, write_mp4
 
@@ -35,17 +35,20 @@ def view(path: str | Path, demo: int, out: str | Path, scale: int = 2) -> dict:
     with DemoReader(path) as reader:
         if not 0 <= demo < len(reader):
             raise DemoFileError(path, f"no episode {demo}; the file has {len(reader)} (0..{len(reader) - 1})")
-        frames = reader.multiview(demo)  # (T, V, H, W, 3)
-        curves, names = [], []
-        for k, model in enumerate(reader.label_models()):
-            labels = reader.labels(model, demo)
-            if labels is not None:
-                curves.append((labels, CURVE_COLOURS[k % len(CURVE_COLOURS)]))
-                names.append(f"labels/{model}")
-        privileged = reader.privileged(demo, "progress")
-        if privileged is not None:
-            curves.append((privileged, PRIVILEGED_COLOUR))
-            names.append("privileged/progress")
+        if not reader.cameras:
+            raise DemoFileError(path, "has no cameras: nothing to show", key="/data@cameras")
+        with reading(path, reader.names[demo]):  # a damaged file: one line naming the episode, not a traceback
+            frames = reader.multiview(demo)  # (T, V, H, W, 3)
+            curves, names = [], []
+            for k, model in enumerate(reader.label_models()):
+                labels = reader.labels(model, demo)
+                if labels is not None:
+                    curves.append((labels, CURVE_COLOURS[k % len(CURVE_COLOURS)]))
+                    names.append(f"labels/{model}")
+            privileged = reader.privileged(demo, "progress")
+            if privileged is not None:
+                curves.append((privileged, PRIVILEGED_COLOUR))
+                names.append("privileged/progress")
         fps = reader.fps
     images = []
     for t in range(len(frames)):

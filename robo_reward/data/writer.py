@@ -2,13 +2,15 @@
 
 A :class:`DemoWriter` always works on a temporary file in the destination's folder and renames it over
 the destination on :meth:`DemoWriter.commit` / :meth:`DemoWriter.close` (``os.replace`` is atomic on
-POSIX). Appending starts from a byte copy of the existing file, so the original stays intact until
-the rename; episodes already in the file are never re-encoded. A temp file left by a killed writer is
-removed by the next writer of the same destination.
+POSIX; the temp file is fsynced first so the rename never publishes data still in flight). Appending
+starts from a byte copy of the existing file, so the original stays intact until the rename; episodes
+already in the file are never re-encoded. A temp file left by a killed writer is removed by the next
+writer of the same destination.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -26,7 +28,7 @@ from robo_reward.data.format import (
     camera_key,
     demo_names,
     open_h5,
-    read_cameras,
+    set_attrs,
     validate,
 )
 
@@ -52,28 +54,46 @@ class Episode:
         return len(self.actions)
 
 
-def _check_episode(ep: Episode, cameras: list[str]) -> None:
-    """Refuse an episode that would make an invalid file (ValueError naming the key)."""
-    length = ep.num_samples
+def _encode(ep: Episode, cameras: list[str], image_size: tuple | None) -> dict[str, np.ndarray]:
+    """The datasets of ``ep`` in their stored dtypes, or ValueError naming the key (never an invalid file)."""
+    length = len(ep.actions)
     if length == 0:
         raise ValueError("episode has no steps")
-    expect = {
-        "actions": (ep.actions, 2),
-        "obs/state": (ep.state, 2),
-        "rewards": (ep.rewards, 1),
-        "dones": (ep.dones, 1),
-    }
-    for key, (array, ndim) in expect.items():
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow to inf is refused below
+        arrays = {
+            "actions": (np.asarray(ep.actions).astype(np.float32, copy=False), 2),
+            "obs/state": (np.asarray(ep.state).astype(np.float32, copy=False), 2),
+            "rewards": (np.asarray(ep.rewards).astype(np.float32, copy=False), 1),
+            "dones": (np.asarray(ep.dones), 1),
+        }
+        for key, dtype in (("progress", np.float32), ("stage", np.int32)):
+            if key in ep.privileged:
+                arrays[f"privileged/{key}"] = (np.asarray(ep.privileged[key]).astype(dtype, copy=False), 1)
+    out = {}
+    for key, (array, ndim) in arrays.items():
         if array.ndim != ndim or len(array) != length:
             raise ValueError(f"{key}: expected {ndim}-D with {length} steps, got shape {array.shape}")
-        if key != "dones" and not np.isfinite(array).all():
-            raise ValueError(f"{key}: NaN or inf")
-    if set(ep.frames) != set(cameras):
+        if array.dtype.kind == "f" and not np.isfinite(array).all():  # after the cast: 1e39 is inf in float32
+            raise ValueError(f"{key}: NaN or inf (as float32)")
+        out[key] = array
+    if not np.isin(out["dones"], (0, 1)).all():
+        raise ValueError("dones: values must be 0 or 1")
+    out["dones"] = out["dones"].astype(np.uint8)
+    progress = out.get("privileged/progress")
+    if progress is not None and not ((progress >= 0) & (progress <= 1)).all():
+        raise ValueError("privileged/progress: values must be in [0, 1]")
+    if sorted(ep.frames) != sorted(cameras):
         raise ValueError(f"frames for cameras {sorted(ep.frames)}, the file has {cameras}")
-    for camera, frames in ep.frames.items():
+    for camera in cameras:
+        frames, key = np.asarray(ep.frames[camera]), f"obs/{camera_key(camera)}"
         if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[3] != 3 or len(frames) != length:
-            raise ValueError(f"obs/{camera_key(camera)}: expected uint8 ({length}, H, W, 3), got "
-                             f"{frames.dtype} {frames.shape}")  # fmt: skip
+            raise ValueError(f"{key}: expected uint8 ({length}, H, W, 3), got {frames.dtype} {frames.shape}")
+        size = tuple(frames.shape[1:3])
+        if min(size) < 1 or (image_size is not None and size != image_size):
+            raise ValueError(f"{key}: images {size}, the file's are {image_size}")
+        image_size = size
+        out[key] = frames
+    return out
 
 
 class DemoWriter:
@@ -99,30 +119,41 @@ class DemoWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(self.path)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._image_size: tuple | None = None
+        self._closed = False
         if append and self.path.exists():
-            validate(self.path)
+            existing = validate(self.path)["cameras"]
+            if existing != self.cameras:  # refuse before copying: the original is never touched
+                raise DemoFileError(self.path, f"has cameras {existing}, cannot append {self.cameras}")
             shutil.copyfile(self.path, self.tmp)
-            self._file = open_h5(self.tmp, "a")
-            data = self._file["data"]
-            if read_cameras(data) != self.cameras:
+            try:
+                self._file = open_h5(self.tmp, "a")
+                data = self._file["data"]
+                names = demo_names(data)
+                self._next = int(DEMO_PATTERN.match(names[-1]).group(1)) + 1 if names else 0
+                if names and self.cameras:
+                    self._image_size = tuple(data[names[0]][f"obs/{camera_key(self.cameras[0])}"].shape[1:3])
+            except BaseException:
                 self._abort()
-                raise DemoFileError(self.path, f"has cameras {read_cameras(data)}, cannot append {self.cameras}")
-            names = demo_names(data)
-            self._next = int(DEMO_PATTERN.match(names[-1]).group(1)) + 1 if names else 0
+                raise
         else:
             self._file = h5py.File(self.tmp, "w", libver="latest")
-            data = self._file.create_group("data")
-            attrs = {
-                "schema_version": SCHEMA_VERSION,
-                "task": task,
-                "instruction": instruction,
-                "fps": float(fps),
-                "cameras": json.dumps(self.cameras),
-                "env_args": json.dumps(env_args or {}),
-                "stage_names": json.dumps(stage_names or []),
-                "total": 0,
-            }
-            data.attrs.update(attrs)
+            try:
+                data = self._file.create_group("data")
+                attrs = {
+                    "schema_version": SCHEMA_VERSION,
+                    "task": task,
+                    "instruction": instruction,
+                    "fps": float(fps),
+                    "cameras": json.dumps(self.cameras),
+                    "env_args": json.dumps(env_args or {}),
+                    "stage_names": json.dumps(stage_names or []),
+                    "total": 0,
+                }
+                set_attrs(data, attrs)
+            except BaseException:
+                self._abort()
+                raise
             self._next = 0
 
     @property
@@ -130,46 +161,54 @@ class DemoWriter:
         return len(demo_names(self._file["data"]))
 
     def add(self, episode: Episode) -> str:
-        """Write one episode as ``demo_<next>``; returns its name."""
-        _check_episode(episode, self.cameras)
+        """Write one episode as ``demo_<next>``; returns its name. ValueError (nothing written) if it is invalid."""
+        arrays = _encode(episode, self.cameras, self._image_size)
         data = self._file["data"]
         name = f"demo_{self._next}"
         group = data.create_group(name)
-        for camera, frames in episode.frames.items():
-            group.create_dataset(
-                f"obs/{camera_key(camera)}", data=frames, chunks=(1, *frames.shape[1:]), **FRAME_COMPRESSION
-            )
-        group.create_dataset("obs/state", data=episode.state.astype(np.float32, copy=False))
-        group.create_dataset("actions", data=episode.actions.astype(np.float32, copy=False))
-        group.create_dataset("rewards", data=episode.rewards.astype(np.float32, copy=False))
-        group.create_dataset("dones", data=episode.dones.astype(np.uint8, copy=False))
-        if "progress" in episode.privileged:
-            group.create_dataset("privileged/progress", data=episode.privileged["progress"].astype(np.float32))
-        if "stage" in episode.privileged:
-            group.create_dataset("privileged/stage", data=episode.privileged["stage"].astype(np.int32))
-        group.attrs.update(
-            {"num_samples": episode.num_samples, "success": bool(episode.success), "source": episode.source}
-        )
-        group.attrs.update(episode.attrs)
-        data.attrs["total"] = int(data.attrs["total"]) + episode.num_samples
+        try:
+            for key, array in arrays.items():
+                if key.startswith("obs/") and key != "obs/state":
+                    group.create_dataset(key, data=array, chunks=(1, *array.shape[1:]), **FRAME_COMPRESSION)
+                else:
+                    group.create_dataset(key, data=array)
+            set_attrs(group, episode.attrs)  # first: the fields below win over same-named extra attrs
+            fields = {"num_samples": episode.num_samples, "success": bool(episode.success), "source": episode.source}
+            set_attrs(group, fields)
+        except BaseException:  # e.g. an attribute h5py cannot store: no half-written episode stays behind
+            del data[name]
+            raise
+        data.attrs["total"] = int(data.attrs.get("total", 0)) + episode.num_samples
+        if self.cameras:
+            self._image_size = tuple(arrays[f"obs/{camera_key(self.cameras[0])}"].shape[1:3])
         self._next += 1
         return name
 
     def commit(self) -> None:
         """Make everything written so far the destination file, and keep writing (appending)."""
-        self._file.close()
-        os.replace(self.tmp, self.path)
+        self._publish()
         shutil.copyfile(self.path, self.tmp)
         self._file = open_h5(self.tmp, "a")
 
     def close(self) -> Path:
-        self._file.close()
-        os.replace(self.tmp, self.path)
+        if not self._closed:
+            self._publish()
+            self._closed = True
         return self.path
 
+    def _publish(self) -> None:
+        self._file.close()
+        with open(self.tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.tmp, self.path)
+        _fsync_dir(self.path.parent)
+
     def _abort(self) -> None:
+        self._closed = True
         try:
             self._file.close()
+        except AttributeError:  # failed before the file was opened
+            pass
         finally:
             self.tmp.unlink(missing_ok=True)
 
@@ -183,9 +222,23 @@ class DemoWriter:
             self._abort()
 
 
+def _fsync_dir(folder: Path) -> None:
+    """Persist a rename (the directory entry) — best effort: not every filesystem lets a folder be fsynced."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def _remove_stale_temps(path: Path) -> None:
     """Delete temp files of writers to ``path`` whose process is gone (killed mid-write)."""
-    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 : -4]
         if pid.isdigit() and not _alive(int(pid)):
             tmp.unlink(missing_ok=True)
