@@ -13,6 +13,7 @@ thousands of frames a second on a CPU:
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -47,7 +48,7 @@ class FrameEncoder(nn.Module):
         super().__init__()
         self.stem = nn.Conv2d(3, channels[0], kernel_size=4, stride=4)
         layers, size = [nn.GELU()], image_size // 4
-        for in_ch, out_ch in zip(channels[:-1], channels[1:], strict=True):
+        for in_ch, out_ch in itertools.pairwise(channels):
             layers += [nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1), nn.GELU()]
             size = (size + 1) // 2
         self.convs = nn.Sequential(*layers)
