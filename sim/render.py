@@ -16,10 +16,11 @@ import numpy as np
 MAX_BUFFER_SIDE = 4096
 
 
-def _preload_triton() -> None:
+def preload_triton() -> None:
     """Load triton's LLVM before Mesa's: with llvmpipe loaded first, torch's later (lazy) import of
     triton — e.g. when an optimizer is created after rendering — segfaults on clashing LLVM symbols.
-    The other order works. Triton ships with torch's CUDA wheels; where it is absent, nothing to do."""
+    The other order works. Triton ships with torch's CUDA wheels; where it is absent, nothing to do.
+    EGL loads Mesa when the first context is made; OSMesa when mujoco is imported (see sim/__init__)."""
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -28,7 +29,7 @@ def _preload_triton() -> None:
 
 def make_gl_context(width: int, height: int):
     """A GL context from the backend in ``MUJOCO_GL`` (egl by default, osmesa as fallback)."""
-    _preload_triton()
+    preload_triton()
     if not hasattr(mujoco, "GLContext"):
         raise RuntimeError("no offscreen GL backend: set MUJOCO_GL=egl (or osmesa) before importing mujoco")
     try:

@@ -38,9 +38,11 @@ class DemoSet:
 
 
 def load_demos(
-    paths: list[str | Path], cameras: list[str], instructions: list[str] | None = None
-) -> tuple[DemoSet, list[str]]:
-    """Read demo files into a :class:`DemoSet`; instructions not in ``instructions`` are appended."""
+    paths: list[str | Path], cameras: list[str], instructions: list[str] | None = None,
+    episodes: list[int] | None = None,
+) -> tuple[DemoSet, list[str]]:  # fmt: skip
+    """Read demo files (only ``episodes`` of each, if given) into a :class:`DemoSet`; instructions not
+    in ``instructions`` are appended."""
     instructions = list(instructions or [])
     frames, task, target, success, lengths, ep_success = [], [], [], [], [], []
     for path in paths:
@@ -52,7 +54,9 @@ def load_demos(
                 instructions.append(reader.instruction)
             task_id = instructions.index(reader.instruction)
             stages = len(reader.stage_names)
-            for i in range(len(reader)):
+            for i in range(len(reader)) if episodes is None else episodes:
+                if not 0 <= i < len(reader):
+                    raise ValueError(f"{path}: no episode {i} (it has {len(reader)})")
                 ep = reader.multiview(i, cameras=cameras)
                 length, ok = len(ep), reader.success(i)
                 stage = reader.privileged(i, "stage")
@@ -105,6 +109,8 @@ class PRMTrainConfig:
     save_every: int = 250
     shuffle_targets: bool = False  # control experiment: progress targets permuted across frames
     torch_threads: int = 2
+    init_from: str | None = None  # a trained PRM to start from (fine-tuning, one-shot adaptation)
+    episodes: list[int] | None = None  # train on these episodes of each file only (e.g. [0]: one shot)
 
 
 def _sample(demos: DemoSet, cfg: PRMTrainConfig, gen: torch.Generator):
@@ -137,27 +143,43 @@ def _load_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
+def init_from_trained(model: ProgressRewardModel, tensors: dict[str, torch.Tensor]) -> None:
+    """Load a trained PRM's weights into ``model``, whose instruction list may be longer: the known
+    instructions keep their embeddings, new ones start from the mean of the known ones."""
+    known = tensors["task_embedding.weight"]
+    table = model.task_embedding.weight.detach().clone()
+    table[: len(known)] = known
+    table[len(known) :] = known.mean(0)
+    model.load_state_dict({**tensors, "task_embedding.weight": table})
+
+
 def train_prm(
     data: list[str | Path], out: str | Path, model_cfg: dict, cfg: PRMTrainConfig, log=None
 ) -> tuple[ProgressRewardModel, dict]:
     """Train (or resume) a PRM on ``data``; write the final checkpoint to ``out``. Returns (model, summary)."""
     torch.set_num_threads(cfg.torch_threads)
     out = Path(out)
+    base = load_checkpoint(cfg.init_from) if cfg.init_from else None
+    if base is not None:  # architecture, cameras and known instructions come from the trained model
+        fields = PRMConfig.__dataclass_fields__
+        model_cfg = {key: value for key, value in base[1].items() if key in fields}
     cameras = list(model_cfg["cameras"])
-    demos, instructions = load_demos(data, cameras, model_cfg.get("instructions"))
+    demos, instructions = load_demos(data, cameras, model_cfg.get("instructions"), cfg.episodes)
     size = demos.frames.shape[2]
     config = PRMConfig(**{**model_cfg, "cameras": cameras, "instructions": instructions, "image_size": size})
     gen = torch.Generator().manual_seed(cfg.seed)
     torch.manual_seed(cfg.seed)
     model = ProgressRewardModel(config)
+    if base is not None:
+        init_from_trained(model, base[0])
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step = 0
+    step = resumed_from = 0
     state_dir = out / STATE_DIR
     if (state_dir / "config.json").exists():  # resume after a kill
         tensors, meta = load_checkpoint(state_dir)
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(opt, tensors, meta)
-        step = int(meta["step"])
+        step = resumed_from = int(meta["step"])
         gen.set_state(tensors["rng"].to(torch.uint8))
     target = demos.target
     if cfg.shuffle_targets:
@@ -199,7 +221,7 @@ def train_prm(
     model.eval()
     wall = time.perf_counter() - start
     summary = {"steps": step, "train_wall_time_s": round(wall, 1), "frames": len(demos.frames),
-               "episodes": len(demos.lengths), "final_losses": losses}  # fmt: skip
+               "episodes": len(demos.lengths), "final_losses": losses, "resumed_from_step": resumed_from}  # fmt: skip
     model.save(out, extra={"training": summary})
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return model, summary
