@@ -1,8 +1,9 @@
 """``robo-reward pipeline``: the main job, read top to bottom.
 
-Today: make the env → run the scripted expert, filming every task camera → write an mp4 and a
-report → benchmark the simulator against its physics bound. Later stages (train reward, label,
-train policy, export) slot in after the recording.
+make the env → film the scripted expert from every task camera → record demos (with failures) →
+train a process reward model → label held-out demos with it → evaluate (VOC, success AUC) and film
+one labelled demo with its progress curve → benchmark the simulator against its physics bound.
+Policy stages (shaped PPO, export, rollout) slot in after the reward model.
 """
 
 from __future__ import annotations
@@ -18,6 +19,11 @@ from tqdm import tqdm
 
 import sim
 from robo_reward.config import task_config
+from robo_reward.data.record import RecordConfig, record
+from robo_reward.data.view import view
+from robo_reward.label import label
+from robo_reward.models.evaluate import evaluate
+from robo_reward.models.prm_train import PRMTrainConfig, train_prm
 from robo_reward.video import tile_views, write_mp4
 from sim.bench import bench_sim
 
@@ -65,14 +71,36 @@ def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
     return stats, frames, fps
 
 
+def run_reward_stage(cfg: DictConfig, out: Path) -> dict:
+    """Record → train PRM → label held-out demos → evaluate and film one of them with its labels."""
+    rc = cfg.reward
+    common = {"task": cfg.task.name, "cameras": tuple(rc.cameras), "res": cfg.res, "failure_rate": rc.failure_rate,
+              "num_envs": cfg.num_envs, "task_config": task_config(cfg.task)}  # fmt: skip
+    train, heldout = out / "demos.h5", out / "demos_heldout.h5"
+    record(RecordConfig(num_demos=rc.num_demos, out=train, seed=cfg.seed, **common))
+    record(RecordConfig(num_demos=rc.heldout_demos, out=heldout, seed=cfg.seed + 1000, **common))
+    model, summary = train_prm([train], out / "prm", {"cameras": list(rc.cameras)},
+                               PRMTrainConfig(steps=rc.steps, seed=cfg.seed))  # fmt: skip
+    label(heldout, model, "prm")
+    metrics = evaluate(model, heldout, plot=out / "prm_curves.png")
+    video = view(heldout, 0, out / "heldout_demo0_labelled.mp4")
+    return {"prm": {**metrics, "train_wall_time_s": summary["train_wall_time_s"], "video": video["out"]}}
+
+
 def run_pipeline(overrides: list[str]) -> dict:
     cfg = load_config(overrides)
     out = Path(cfg.out)
     stats, frames, fps = run_expert(cfg)
     video = write_mp4(out / f"{cfg.task.name}_expert.mp4", frames, fps)
+    reward = run_reward_stage(cfg, out)
     bench = bench_sim(cfg.task.name, cfg.bench.num_envs, cfg.bench.steps, cfg.bench.rounds, cfg.seed)
-    report = {**stats, "video": str(video), "bench_sim": bench}
+    report = {**stats, "video": str(video), **reward, "bench_sim": bench}
     (out / "report.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(bench))
     print(f"expert success {stats['expert_success_rate']:.1%} over {stats['episodes']} episodes; video {video}")
+    prm = reward["prm"]
+    print(
+        f"PRM on held-out demos: VOC {prm['voc']:.3f}, success AUC {prm['success_auc']:.3f}; "
+        f"report {out / 'report.json'}"
+    )
     return report

@@ -6,6 +6,7 @@ import imageio.v3 as iio
 import numpy as np
 
 from robo_reward.cli import main
+from robo_reward.data.reader import DemoReader
 from robo_reward.video import tile_views, write_mp4
 
 
@@ -22,6 +23,9 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
             "bench.num_envs=4",
             "bench.steps=10",
             "bench.rounds=1",
+            "reward.num_demos=6",
+            "reward.heldout_demos=4",
+            "reward.steps=20",
         ]
     )
     assert code == 0
@@ -32,8 +36,13 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
     video = iio.imread(out / "reach_expert.mp4")
     assert video.shape[1:] == (2 * 64, 3 * 64, 3)  # 2 envs as rows, 3 cameras as columns
     assert len(video) >= report["mean_episode_length"]
+    assert {"voc", "success_auc", "progress_mae"} <= set(report["prm"])
+    assert (out / "prm" / "weights.safetensors").exists() and (out / "prm_curves.png").exists()
+    assert len(iio.imread(out / "heldout_demo0_labelled.mp4")) > 0
+    with DemoReader(out / "demos_heldout.h5") as reader:
+        assert reader.label_models() == ["prm"] and len(reader) == 4
     printed = capsys.readouterr().out
-    assert json.loads(printed.splitlines()[0])["task"] == "reach"
+    assert any(json.loads(line).get("task") == "reach" for line in printed.splitlines() if line.startswith("{"))
 
 
 def test_tile_views_layout():
