@@ -1,7 +1,7 @@
 """``robo-train``: PPO (rsl-rl-lib) on one sim task, configured by Hydra from ``conf/train.yaml``.
 
     robo-train task=push_cube num_envs=128 iterations=500
-    robo-train task=reach reward=sparse task.reward.success=10
+    robo-train task=reach task_reward=sparse task.reward.success=10
 
 The story: make the batched env → present it to rsl-rl → ``OnPolicyRunner.learn`` → save
 ``model_final.pt`` (rsl-rl's checkpoint format) and ``train_summary.json`` in the run directory,
@@ -38,7 +38,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         num_envs=cfg.num_envs,
         device=cfg.device,
         seed=cfg.seed,
-        reward=cfg.reward,
+        reward=cfg.task_reward,
         config=task_config(cfg.task),
     )
     vec_env = RslRlVecEnv(env)
@@ -60,7 +60,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     last_successes = sum(row["successes"] for row in last)
     summary = {
         "task": cfg.task.name,
-        "reward": cfg.reward,
+        "task_reward": cfg.task_reward,
         "task_config": task_config(cfg.task),
         "num_envs": cfg.num_envs,
         "seed": cfg.seed,

@@ -124,7 +124,9 @@ def test_ppo_learns_reach(tmp_path):
     return -28.6 with 3 % success, the last 5 iterations +3.5 with 100 %; seeds 0-2 at 50 iterations
     (~20 s each): -29 to -38 → +2.1 to +3.4, 99-100 % success.
     """
-    summary = run_train(tmp_path, "task=reach", "reward=dense", "iterations=60", "num_envs=64", "seed=0", timeout=600)
+    summary = run_train(
+        tmp_path, "task=reach", "task_reward=dense", "iterations=60", "num_envs=64", "seed=0", timeout=600
+    )
     history = summary["history"]
 
     def pooled(rows: list[dict]) -> tuple[float, float]:
