@@ -149,6 +149,7 @@ class BatchedEnv:
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
         if len(ids):
             self._reset_envs(ids)
+            self._obs = self._obs.copy()  # tensors handed out earlier share memory with the old array
             self._obs[ids] = self.task.observe()[ids]
         return self._to_tensor(self._obs)
 

@@ -127,3 +127,13 @@ def test_sparse_reward_is_success():
             if terminated.any():
                 break
         assert reward.sum() > 0
+
+
+def test_reset_envs_restarts_only_those_and_leaves_returned_observations_alone():
+    with sim.make("reach", num_envs=3, seed=0) as env:
+        obs, *_ = env.step(torch.ones(3, 7))
+        kept = obs.clone()
+        new = env.reset_envs([1])
+        assert torch.equal(obs, kept)  # what step returned is not rewritten behind the caller's back
+        assert torch.equal(new[[0, 2]], kept[[0, 2]]) and not torch.equal(new[1], kept[1])
+        assert env.episode_step.tolist() == [1, 0, 1]
