@@ -24,12 +24,14 @@ def _bench(args: argparse.Namespace) -> dict:
         from robo_reward.models.bench import bench_label
 
         cameras = _cameras(args.cameras) or ("front", "wrist")
-        return bench_label(args.task, args.num_demos, cameras, args.res, args.batch, args.rounds, args.bf16)
+        demos = args.num_demos or 200  # ~11k frames: a labelling job, not its fixed costs (forks, file copy)
+        return bench_label(args.task, demos, cameras, args.res, args.batch, args.rounds, args.bf16)
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
         cameras = _cameras(args.cameras) or ("front", "wrist")
-        return bench_record(args.task, min(args.num_envs, 16), args.num_demos, cameras, args.res, args.rounds)
+        demos = args.num_demos or 32
+        return bench_record(args.task, min(args.num_envs, 16), demos, cameras, args.res, args.rounds)
     return bench_render(args.task, args.num_envs, _cameras(args.cameras), args.res, args.rounds)
 
 
@@ -103,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--cameras", default=None, help="comma-separated camera names (render)")
     bench.add_argument("--res", type=int, default=64, help="image side in pixels (render)")
     bench.add_argument("--seed", type=int, default=0)
-    bench.add_argument("--num-demos", type=int, default=32, help="episodes to record (record, label)")
+    bench.add_argument("--num-demos", type=int, default=None, help="episodes to record (record: 32, label: 200)")
     bench.add_argument("--batch", type=int, default=512, help="frames per forward pass (label)")
     bench.add_argument("--bf16", action="store_true", help="bfloat16 inference (label)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")

@@ -1,31 +1,39 @@
 """``robo-reward label``: write a reward model's progress into a demo file, safely and resumably.
 
-Frames are read in a background thread (HDF5 decompression) while the model runs on the previous
-batch (torch releases the GIL), in batches that span episodes. Each finished episode's labels are
-committed at once to a sidecar folder (``<file>.labels-<model>/``, one atomically renamed ``.npy``
-per episode), so a killed run resumes where it stopped. When every episode is labelled, the labels
-are added to a copy of the demo file that then replaces it in one rename: the file is never seen
-half-written and its frames are never rewritten. Batches are cut at fixed positions of the whole
-file, so a resumed run computes exactly what an uninterrupted one would.
+Batches span episodes and are cut at fixed positions of the whole file, so a resumed run computes
+exactly what an uninterrupted one would. Worker processes decode batch k + 1 at low priority while the
+model runs on batch k (:mod:`robo_reward.data.inflate`). Each finished episode is committed at once as
+one checksummed record appended to a journal next to the file (``<file>.labels-<model>``): a killed run
+loses at most the episode being written and resumes after the last whole record. Meanwhile a copy of
+the demo file is made in the background; at the end the labels are added to that copy, which is synced
+and renamed over the file: the file is never seen half-written and its frames are never rewritten.
 """
 
 from __future__ import annotations
 
 import os
-import queue
 import shutil
+import struct
 import threading
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from robo_reward.data.format import DemoFileError, open_h5
+from robo_reward.data.format import DemoFileError, camera_key, open_h5
+from robo_reward.data.inflate import FrameBatches
 from robo_reward.data.reader import DemoReader
+from robo_reward.data.writer import fsync_dir, remove_stale_temps
+
+_MAGIC = b"RRLJ"  # journal header: magic, batch size (a journal of another batch size is not resumed)
+_RECORD = struct.Struct("<IHI")  # crc32 of the body, name bytes, frames; the body: name, float32 progress
 
 
 def sidecar(path: Path, name: str) -> Path:
+    """The journal of finished episodes while ``label`` runs; removed when the labels are in the file."""
     return path.with_name(f"{path.name}.labels-{name}")
 
 
@@ -46,12 +54,37 @@ def _chunks(lengths: list[int], batch: int) -> list[list[tuple[int, int, int]]]:
     return out
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Write, then rename: atomic against a killed process (no fsync: ~10 ms each on this VM's disk)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
+def _open_journal(path: Path, batch: int) -> tuple[BinaryIO, dict[str, np.ndarray]]:
+    """Open the journal for appending; return it and the episodes it holds. A torn last record (a kill
+    mid-write) is cut off; a journal written with another batch size starts over."""
+    head = _MAGIC + struct.pack("<I", batch)
+    done: dict[str, np.ndarray] = {}
+    blob = path.read_bytes() if path.is_file() else b""
+    if blob[: len(head)] != head:
+        journal = open(path, "wb")
+        journal.write(head)
+        journal.flush()
+        return journal, done
+    pos = len(head)
+    while pos + _RECORD.size <= len(blob):
+        crc, name_bytes, frames = _RECORD.unpack_from(blob, pos)
+        body = blob[pos + _RECORD.size : pos + _RECORD.size + name_bytes + 4 * frames]
+        if len(body) != name_bytes + 4 * frames or zlib.crc32(body) != crc:
+            break
+        done[body[:name_bytes].decode()] = np.frombuffer(body[name_bytes:], dtype=np.float32).copy()
+        pos += _RECORD.size + len(body)
+    journal = open(path, "r+b")
+    journal.truncate(pos)
+    journal.seek(pos)
+    return journal, done
+
+
+def _commit(journal: BinaryIO, demo: str, progress: np.ndarray) -> None:
+    """One write per episode: the record is whole or is cut off on resume (no fsync: the labels can
+    always be recomputed, and only the final rename touches the user's file)."""
+    body = demo.encode() + progress.astype("<f4").tobytes()
+    journal.write(_RECORD.pack(zlib.crc32(body), len(demo.encode()), len(progress)) + body)
+    journal.flush()
 
 
 def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = False, progress_bar: bool = True) -> dict:
@@ -62,75 +95,104 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         if not cameras:
             raise DemoFileError(path, f"has none of the model's cameras {model.config.cameras}")
         model.task_id(reader.instruction)  # unknown instruction: fail before any work
-        _check_frames(path, reader, cameras, model.config.image_size)
-        work = sidecar(path, name)
-        work.mkdir(exist_ok=True)
+        _check_frame_size(reader, cameras, model.config.image_size)
+        instruction, names = reader.instruction, list(reader.names)
         lengths = [reader.num_samples(i) for i in range(len(reader))]
-        names = list(reader.names)
-        done = {i for i, demo in enumerate(names) if (work / f"{demo}.npy").exists()}
-        chunks = [c for c in _chunks(lengths, batch) if any(ep not in done for ep, _, _ in c)]
+    size = model.config.image_size
+    journal, done = _open_journal(sidecar(path, name), batch)
+    done = {demo: done[demo] for demo, n in zip(names, lengths, strict=True) if len(done.get(demo, ())) == n}
+    remove_stale_temps(path)
+    copy = _BackgroundCopy(path)
+    try:
+        chunks = [c for c in _chunks(lengths, batch) if any(names[ep] not in done for ep, _, _ in c)]
         pending: dict[int, list[np.ndarray]] = {}
-
-        def produce(out: queue.Queue) -> None:
-            try:
-                for chunk in chunks:
-                    out.put((chunk, np.concatenate([reader.multiview(ep, s, e, cameras) for ep, s, e in chunk])))
-            except BaseException as exc:
-                out.put(exc)
-            out.put(None)
-
-        prefetch: queue.Queue = queue.Queue(maxsize=2)
-        thread = threading.Thread(target=produce, args=(prefetch,), daemon=True)
-        thread.start()
         model.eval()
-        with tqdm(total=sum(lengths), initial=sum(lengths[i] for i in done), desc=f"label {name}", unit="frame",
-                  disable=not progress_bar) as bar:  # fmt: skip
-            while (item := prefetch.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                chunk, frames = item
+        with (
+            FrameBatches(path, cameras, (size, size, 3), max_frames=batch) as batches,
+            tqdm(total=sum(lengths), initial=sum(len(v) for v in done.values()), desc=f"label {name}",
+                 unit="frame", disable=not progress_bar) as bar,
+        ):  # fmt: skip
+            copy.start()  # after the decoders are forked: no thread is running when they are
+            if chunks:
+                batches.submit(0, [(names[ep], s, e) for ep, s, e in chunks[0]])
+            for k, chunk in enumerate(chunks):
+                frames = batches.result(k % 2)
+                if k + 1 < len(chunks):  # decoded in the CPU time the model leaves idle
+                    batches.submit((k + 1) % 2, [(names[ep], s, e) for ep, s, e in chunks[k + 1]])
                 with torch.inference_mode():
-                    progress = model.predict(torch.from_numpy(frames), reader.instruction, cameras, bf16)["progress"]
+                    progress = model.predict(torch.from_numpy(frames), instruction, cameras, bf16)["progress"]
                 offset = 0
                 for ep, s, e in chunk:
                     pending.setdefault(ep, []).append(progress[offset : offset + e - s].numpy())
                     offset += e - s
-                    if e == lengths[ep] and ep not in done:
-                        _save_npy(work / f"{names[ep]}.npy", np.concatenate(pending.pop(ep)).astype(np.float32))
-                        done.add(ep)
+                    if e == lengths[ep] and names[ep] not in done:
+                        done[names[ep]] = np.concatenate(pending.pop(ep)).astype(np.float32)
+                        _commit(journal, names[ep], done[names[ep]])
                     bar.update(e - s)
-        thread.join()
-    _merge(path, work, name, names)
+        journal.close()
+        _merge(path, copy.finish(), name, names, done)
+    except BaseException:
+        journal.close()
+        copy.abandon()
+        raise
+    sidecar(path, name).unlink()
     return {"file": str(path), "model": name, "episodes": len(names), "frames": int(sum(lengths))}
 
 
-def _check_frames(path: Path, reader: DemoReader, cameras: list[str], size: int) -> None:
-    """Metadata-only check of what labelling reads: every episode's frames for ``cameras``."""
-    for i, demo in enumerate(reader.names):
-        group = reader.group(i)
-        length = reader.num_samples(i)
-        for camera in cameras:
-            key = f"obs/{camera}_rgb"
-            ds = group.get(key)
-            if ds is None or ds.dtype != np.uint8 or ds.shape != (length, size, size, 3):
-                got = "missing" if ds is None else f"{ds.dtype} {ds.shape}"
-                raise DemoFileError(path, f"expected uint8 ({length}, {size}, {size}, 3) for the model, got {got}",
-                                    demo, key)  # fmt: skip
+def _check_frame_size(reader: DemoReader, cameras: list[str], size: int) -> None:
+    """Fail before any work on the common mistake, a model for another resolution (the decoders check
+    every episode as they read it)."""
+    if not len(reader):
+        return
+    for camera in cameras:
+        key = f"obs/{camera_key(camera)}"
+        ds = reader.group(0).get(key)
+        if ds is None or ds.dtype != np.uint8 or ds.shape[1:] != (size, size, 3):
+            got = "missing" if ds is None else f"{ds.dtype} {ds.shape}"
+            raise DemoFileError(reader.path, f"expected uint8 (T, {size}, {size}, 3) for the model, got {got}",
+                                reader.names[0], key)  # fmt: skip
 
 
-def _merge(path: Path, work: Path, name: str, names: list[str]) -> None:
-    """Add the sidecar's labels to a copy of ``path`` and rename it over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    shutil.copyfile(path, tmp)
-    try:
-        with open_h5(tmp, "a") as f:
-            group = f.require_group(f"labels/{name}")
-            for demo in names:
-                if demo in group:
-                    del group[demo]
-                group.create_dataset(f"{demo}/progress", data=np.load(work / f"{demo}.npy"))
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    shutil.rmtree(work)
+class _BackgroundCopy:
+    """A synced copy of the demo file, made while the model runs (a kernel-side copy: the GIL is free)."""
+
+    def __init__(self, path: Path) -> None:
+        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._path, self._error = path, None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="label-copy")
+
+    def _run(self) -> None:
+        try:
+            shutil.copyfile(self._path, self.tmp)
+            with open(self.tmp, "rb") as handle:
+                os.fsync(handle.fileno())  # the bulk of the final sync, off the critical path
+        except BaseException as exc:
+            self._error = exc
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def finish(self) -> Path:
+        self._thread.join()
+        if self._error is not None:
+            raise DemoFileError(self._path, f"cannot copy it for writing: {self._error}")
+        return self.tmp
+
+    def abandon(self) -> None:
+        if self._thread.ident is not None:
+            self._thread.join()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _merge(path: Path, tmp: Path, name: str, names: list[str], labels: dict[str, np.ndarray]) -> None:
+    """Add the labels to the copy ``tmp`` of ``path``, sync it and rename it over ``path``."""
+    with open_h5(tmp, "a") as f:
+        group = f.require_group(f"labels/{name}")
+        for demo in names:
+            if demo in group:
+                del group[demo]
+            group.create_dataset(f"{demo}/progress", data=labels[demo])
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import zlib
 from pathlib import Path
 from typing import IO
 
+import deflate
 import h5py
 import numpy as np
 import torch
@@ -77,7 +77,7 @@ class DemoReader:
     def frames(self, index: int, camera: str, start: int = 0, stop: int | None = None) -> np.ndarray:
         """uint8 (stop - start, H, W, 3) of one camera; reads only those frames' chunks."""
         ds = self.group(index)[f"obs/{camera_key(camera)}"]
-        if _is_frame_chunked_gzip(ds):
+        if is_frame_chunked_gzip(ds):
             return _read_gzip_frames(ds, *slice(start, stop).indices(ds.shape[0])[:2])
         return ds[start:stop]
 
@@ -141,14 +141,14 @@ class DemoReader:
         self.close()
 
 
-def _is_frame_chunked_gzip(ds: h5py.Dataset) -> bool:
+def is_frame_chunked_gzip(ds: h5py.Dataset) -> bool:
     """The layout our writer produces: one gzip chunk per frame and no other filter."""
     return ds.chunks == (1, *ds.shape[1:]) and ds.compression == "gzip" and not ds.shuffle and not ds.fletcher32 \
         and not ds.scaleoffset  # fmt: skip
 
 
 def _read_gzip_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
-    """Read raw chunks and inflate them with zlib, which releases the GIL while h5py's filter
+    """Read raw chunks and inflate them with libdeflate, which releases the GIL while h5py's filter
     pipeline does not: a reader thread then decodes in parallel with inference instead of
     stalling it. Frames not written yet (no chunk) read as zeros, as h5py would return them."""
     out = np.zeros((max(0, stop - start), *ds.shape[1:]), dtype=np.uint8)
@@ -159,8 +159,8 @@ def _read_gzip_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
         except (KeyError, OSError):
             continue
         try:
-            data = zlib.decompress(raw) if mask == 0 else raw
-        except zlib.error as exc:
+            data = deflate.zlib_decompress(raw, frame_bytes) if mask == 0 else raw
+        except deflate.DeflateError as exc:
             raise OSError(f"frame {k}: corrupt compressed chunk ({exc})") from None
         if len(data) != frame_bytes:
             raise OSError(f"frame {k}: chunk inflates to {len(data)} bytes, expected {frame_bytes}")

@@ -117,7 +117,7 @@ class DemoWriter:
         self.path = Path(path)
         self.cameras = list(cameras)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(self.path)
+        remove_stale_temps(self.path)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         self._image_size: tuple | None = None
         self._closed = False
@@ -201,7 +201,7 @@ class DemoWriter:
         with open(self.tmp, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(self.tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
 
     def _abort(self) -> None:
         self._closed = True
@@ -222,7 +222,7 @@ class DemoWriter:
             self._abort()
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Persist a rename (the directory entry) — best effort: not every filesystem lets a folder be fsynced."""
     try:
         fd = os.open(folder, os.O_RDONLY)
@@ -236,7 +236,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _remove_stale_temps(path: Path) -> None:
+def remove_stale_temps(path: Path) -> None:
     """Delete temp files of writers to ``path`` whose process is gone (killed mid-write)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 : -4]

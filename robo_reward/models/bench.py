@@ -18,7 +18,7 @@ from robo_reward.models.prm import PRMConfig, ProgressRewardModel
 
 def bench_label(
     task: str = "push_cube",
-    num_demos: int = 48,
+    num_demos: int = 200,
     cameras=("front", "wrist"),
     res: int = 64,
     batch: int = 512,

@@ -24,6 +24,11 @@ from torch.nn import functional as F
 
 from robo_reward.models.checkpoint import save_checkpoint
 
+# Inference runs in slices of this many frames: a 512-frame batch of two 64 px views becomes a 50 MB float
+# copy that glibc maps fresh (and faults in) on every call, and activations that spill the caches; in
+# slices of 128 the forward pass measured 1.7-2x faster (`robo-reward bench label`, model_frames_per_s).
+INFER_FRAMES = 128
+
 
 @dataclass
 class PRMConfig:
@@ -139,10 +144,14 @@ class ProgressRewardModel(nn.Module):
         """Progress (B,) and success probability (B,) for uint8 frames (B, V, S, S, 3)."""
         frames = self.check_frames(frames)
         view_ids = self.view_ids(cameras, frames.shape[1])
-        task = torch.full((frames.shape[0],), self.task_id(instruction), dtype=torch.long)
+        task = torch.full((min(len(frames), INFER_FRAMES),), self.task_id(instruction), dtype=torch.long)
+        progress, success = [], []
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            out = self.heads(self.embed(frames, task, view_ids))
-        return {"progress": out["progress"].float(), "success": torch.sigmoid(out["success_logit"].float())}
+            for part in frames.split(INFER_FRAMES):
+                out = self.heads(self.embed(part, task[: len(part)], view_ids))
+                progress.append(out["progress"].float())
+                success.append(torch.sigmoid(out["success_logit"].float()))
+        return {"progress": torch.cat(progress), "success": torch.cat(success)}
 
     def progress(self, frames, instruction: str, cameras: list[str] | None = None) -> torch.Tensor:
         """The contract: uint8 frames (B, V, H, W, 3) and an instruction → (B,) progress in [0, 1]."""

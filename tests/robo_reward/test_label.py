@@ -1,0 +1,172 @@
+"""The labeller's read path and journal: frames decoded by the worker processes are exactly h5py's, bad
+files fail with one line naming the episode, a torn journal resumes to the labels of an uninterrupted
+run without re-running finished episodes, and ``bench label`` prints its JSON."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from robo_reward.cli import main as cli
+from robo_reward.data import DemoFileError, DemoReader, DemoWriter, Episode
+from robo_reward.data.inflate import FrameBatches
+from robo_reward.label import _RECORD, label, sidecar
+from robo_reward.models.prm import PRMConfig, ProgressRewardModel
+
+CAMERAS = ["front", "wrist"]
+INSTRUCTION = "push the cube to the goal"
+LENGTHS = [37, 5, 64, 1, 50, 23]
+
+
+def _episode(rng: np.random.Generator, length: int) -> Episode:
+    """Smooth images (they compress, as renders do) with a random pattern per frame."""
+    base = np.linspace(0, 255, 32, dtype=np.float32)[None, :, None, None]
+    frames = {}
+    for cam in CAMERAS:
+        noise = rng.integers(0, 40, (length, 32, 32, 3))
+        frames[cam] = (base + noise + rng.integers(0, 60, (length, 1, 1, 3))).clip(0, 255).astype(np.uint8)
+    return Episode(frames=frames, state=np.zeros((length, 2), np.float32), actions=np.zeros((length, 2), np.float32),
+                   rewards=np.zeros(length, np.float32), dones=(np.arange(length) == length - 1).astype(np.uint8),
+                   success=True, source="test")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def demo_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("label") / "demos.h5"
+    rng = np.random.default_rng(0)
+    with DemoWriter(path, cameras=CAMERAS, task="push_cube", instruction=INSTRUCTION, fps=20.0) as writer:
+        for length in LENGTHS:
+            writer.add(_episode(rng, length))
+    return path
+
+
+@pytest.fixture(scope="module")
+def model() -> ProgressRewardModel:
+    torch.manual_seed(0)
+    return ProgressRewardModel(PRMConfig(cameras=CAMERAS, instructions=[INSTRUCTION], image_size=32)).eval()
+
+
+def _segments(names: list[str], batch: int) -> list[list[tuple[str, int, int]]]:
+    out, current, room = [], [], batch
+    for name, length in zip(names, LENGTHS, strict=True):
+        start = 0
+        while start < length:
+            take = min(room, length - start)
+            current.append((name, start, start + take))
+            start, room = start + take, room - take
+            if room == 0:
+                out.append(current)
+                current, room = [], batch
+    return out + ([current] if current else [])
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_worker_processes_decode_exactly_what_h5py_reads(demo_file, workers):
+    with DemoReader(demo_file) as reader:
+        names = list(reader.names)
+        expected = np.concatenate([reader.group(i)["obs/front_rgb"][()][:, None] for i in range(len(reader))])
+        wrist = np.concatenate([reader.group(i)["obs/wrist_rgb"][()] for i in range(len(reader))])
+        expected = np.concatenate([expected, wrist[:, None]], axis=1)
+    got, batches = [], _segments(names, 40)
+    with FrameBatches(demo_file, CAMERAS, (32, 32, 3), max_frames=40, workers=workers) as decoder:
+        decoder.submit(0, batches[0])
+        for k in range(len(batches)):
+            frames = decoder.result(k % 2)
+            if k + 1 < len(batches):
+                decoder.submit((k + 1) % 2, batches[k + 1])
+            got.append(frames.copy())  # the slot is reused two batches later
+    assert np.array_equal(np.concatenate(got), expected)
+
+
+def test_other_layouts_go_through_h5py(demo_file, tmp_path):
+    plain = tmp_path / "plain.h5"
+    shutil.copyfile(demo_file, plain)
+    with h5py.File(plain, "a") as f:
+        frames = f["data/demo_0/obs/wrist_rgb"][()]
+        del f["data/demo_0/obs/wrist_rgb"]
+        f.create_dataset("data/demo_0/obs/wrist_rgb", data=frames, chunks=(4, 32, 32, 3), compression="lzf")
+    with FrameBatches(plain, ["wrist"], (32, 32, 3), max_frames=64) as decoder:
+        decoder.submit(0, [("demo_0", 3, 30)])
+        assert np.array_equal(decoder.result(0)[:, 0], frames[3:30])
+
+
+def test_damaged_episodes_fail_with_one_line_naming_them(demo_file, tmp_path):
+    broken = tmp_path / "broken.h5"
+    shutil.copyfile(demo_file, broken)
+    with h5py.File(broken, "a") as f:
+        del f["data/demo_2/obs/front_rgb"]
+        offset = f["data/demo_4/obs/wrist_rgb"].id.get_chunk_info(7).byte_offset
+    with open(broken, "r+b") as handle:  # garble one frame's compressed bytes in place
+        handle.seek(offset + 4)
+        handle.write(b"\xff" * 16)
+    with FrameBatches(broken, CAMERAS, (32, 32, 3), max_frames=64) as decoder:
+        decoder.submit(0, [("demo_2", 0, 10)])
+        with pytest.raises(DemoFileError) as missing:
+            decoder.result(0)
+        decoder.submit(1, [("demo_4", 0, 20)])
+        with pytest.raises(DemoFileError) as corrupt:
+            decoder.result(1)
+        decoder.submit(0, [("demo_1", 0, 5)])  # the workers survive errors
+        assert decoder.result(0).shape == (5, 2, 32, 32, 3)
+    for error, demo, key in ((missing, "demo_2", "obs/front_rgb"), (corrupt, "demo_4", "obs/wrist_rgb")):
+        message = str(error.value)
+        assert len(message.splitlines()) == 1 and str(broken) in message and demo in message and key in message
+    assert "frame 7" in str(corrupt.value)
+
+
+def test_torn_journal_resumes_to_the_same_labels_without_redoing_episodes(demo_file, model, tmp_path, monkeypatch):
+    reference, target = tmp_path / "reference.h5", tmp_path / "target.h5"
+    shutil.copyfile(demo_file, reference)
+    label(reference, model, "prm", batch=48, progress_bar=False)
+    with DemoReader(reference) as reader:
+        expected = [reader.labels("prm", i) for i in range(len(reader))]
+
+    shutil.copyfile(demo_file, target)
+    journal = sidecar(target, "prm")
+    shutil.copyfile(demo_file, tmp_path / "scratch.h5")  # a full run's journal, kept by failing the merge
+    monkeypatch.setattr("robo_reward.label._merge", _fail)
+    with pytest.raises(RuntimeError, match="merge"):
+        label(tmp_path / "scratch.h5", model, "prm", batch=48, progress_bar=False)
+    monkeypatch.undo()
+    whole = sidecar(tmp_path / "scratch.h5", "prm").read_bytes()
+    records = _record_ends(whole)
+    assert len(records) == len(LENGTHS)
+    journal.write_bytes(whole[: records[2] + 9])  # three whole records, then a torn fourth
+
+    seen = []
+    predict = ProgressRewardModel.predict
+    monkeypatch.setattr(ProgressRewardModel, "predict", lambda self, f, *a: seen.append(len(f)) or predict(self, f, *a))
+    label(target, model, "prm", batch=48, progress_bar=False)
+    assert sum(seen) < sum(LENGTHS)  # batches holding only the three committed episodes were skipped
+    with DemoReader(target) as reader:
+        for i, want in enumerate(expected):
+            assert np.array_equal(reader.labels("prm", i), want)
+    assert not journal.exists()
+
+
+def _fail(*args):
+    raise RuntimeError("merge refused for the test")
+
+
+def _record_ends(blob: bytes) -> list[int]:
+    ends, pos = [], 8
+    while pos < len(blob):
+        _, name_bytes, frames = _RECORD.unpack_from(blob, pos)
+        pos += _RECORD.size + name_bytes + 4 * frames
+        ends.append(pos)
+    return ends
+
+
+def test_bench_label_prints_its_json(capsys):
+    args = ["bench", "label", "--num-demos", "3", "--rounds", "1", "--batch", "64", "--json"]
+    assert cli(args) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["frames"] > 0 and result["frames_per_s"] > 0 and result["model_frames_per_s"] > 0
+    assert result["ratio"] == pytest.approx(result["frames_per_s"] / result["model_frames_per_s"], rel=0.01)
+    assert result["naive_frames_per_s"] > 0
