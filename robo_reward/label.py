@@ -11,6 +11,8 @@ and renamed over the file: the file is never seen half-written and its frames ar
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import struct
@@ -28,7 +30,7 @@ from robo_reward.data.inflate import FrameBatches
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.writer import fsync_dir, remove_stale_temps
 
-_MAGIC = b"RRLJ"  # journal header: magic, batch size (a journal of another batch size is not resumed)
+_MAGIC = b"RRLJ"  # journal header: magic, then a digest of everything the labels depend on
 _RECORD = struct.Struct("<IHI")  # crc32 of the body, name bytes, frames; the body: name, float32 progress
 
 
@@ -54,10 +56,20 @@ def _chunks(lengths: list[int], batch: int) -> list[list[tuple[int, int, int]]]:
     return out
 
 
-def _open_journal(path: Path, batch: int) -> tuple[BinaryIO, dict[str, np.ndarray]]:
+def _fingerprint(model, cameras: list[str], batch: int, bf16: bool) -> bytes:
+    """What the labels depend on: the weights, the cameras, the batch cut, the precision. A journal left
+    by another model (or settings) under the same name is not resumed."""
+    digest = hashlib.sha256(json.dumps([cameras, batch, bf16]).encode())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.digest()
+
+
+def _open_journal(path: Path, fingerprint: bytes) -> tuple[BinaryIO, dict[str, np.ndarray]]:
     """Open the journal for appending; return it and the episodes it holds. A torn last record (a kill
-    mid-write) is cut off; a journal written with another batch size starts over."""
-    head = _MAGIC + struct.pack("<I", batch)
+    mid-write) is cut off; a journal of another model or settings starts over."""
+    head = _MAGIC + fingerprint
     done: dict[str, np.ndarray] = {}
     blob = path.read_bytes() if path.is_file() else b""
     if blob[: len(head)] != head:
@@ -99,7 +111,7 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         instruction, names = reader.instruction, list(reader.names)
         lengths = [reader.num_samples(i) for i in range(len(reader))]
     size = model.config.image_size
-    journal, done = _open_journal(sidecar(path, name), batch)
+    journal, done = _open_journal(sidecar(path, name), _fingerprint(model, cameras, batch, bf16))
     done = {demo: done[demo] for demo, n in zip(names, lengths, strict=True) if len(done.get(demo, ())) == n}
     remove_stale_temps(path)
     copy = _BackgroundCopy(path)

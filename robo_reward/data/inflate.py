@@ -147,6 +147,7 @@ def _work(path: str, buffer: mmap.mmap, shape: tuple, conn, idle: bool) -> None:
             if message is None:
                 break
             slot, share = message
+            reply = None
             try:
                 for demo, v, key, start, stop, row in share:
                     ds = index.dataset(demo, key, stop, shape[3:])
@@ -157,11 +158,14 @@ def _work(path: str, buffer: mmap.mmap, shape: tuple, conn, idle: bool) -> None:
                     else:
                         for pos, frame in zip(positions, ds[start:stop], strict=True):
                             target[pos : pos + frame_bytes] = frame.tobytes()
-                conn.send(None)
             except _Bad as exc:
-                conn.send((str(exc), demo, f"obs/{key}"))
+                reply = (str(exc), demo, f"obs/{key}")
             except Exception as exc:  # h5py and OS errors: name where they happened
-                conn.send((first_line(exc), demo, f"obs/{key}"))
+                reply = (first_line(exc), demo, f"obs/{key}")
+            try:
+                conn.send(reply)
+            except OSError:  # the caller is gone (killed): nothing left to do
+                break
     os.close(fd)
 
 

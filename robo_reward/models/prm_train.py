@@ -111,6 +111,7 @@ class PRMTrainConfig:
     torch_threads: int = 2
     init_from: str | None = None  # a trained PRM to start from (fine-tuning, one-shot adaptation)
     episodes: list[int] | None = None  # train on these episodes of each file only (e.g. [0]: one shot)
+    train_only: list[str] | None = None  # parameter-name prefixes to train (e.g. [task_embedding]); others frozen
 
 
 def _sample(demos: DemoSet, cfg: PRMTrainConfig, gen: torch.Generator):
@@ -172,7 +173,13 @@ def train_prm(
     model = ProgressRewardModel(config)
     if base is not None:
         init_from_trained(model, base[0])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.train_only is not None:
+        for name, param in model.named_parameters():
+            param.requires_grad_(any(name.startswith(prefix) for prefix in cfg.train_only))
+    trainable = [param for param in model.parameters() if param.requires_grad]
+    if not trainable:
+        raise ValueError(f"train_only={cfg.train_only} matches no parameter of the model")
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     step = resumed_from = 0
     state_dir = out / STATE_DIR
     if (state_dir / "config.json").exists():  # resume after a kill

@@ -149,13 +149,22 @@ def test_torn_journal_resumes_to_the_same_labels_without_redoing_episodes(demo_f
             assert np.array_equal(reader.labels("prm", i), want)
     assert not journal.exists()
 
+    other = ProgressRewardModel(PRMConfig(cameras=CAMERAS, instructions=[INSTRUCTION], image_size=32)).eval()
+    shutil.copyfile(demo_file, target)
+    journal.write_bytes(whole)  # a whole journal, but of another model: not resumed
+    label(target, other, "prm", batch=48, progress_bar=False)
+    with DemoReader(target) as reader:
+        fresh = other.predict(reader.multiview(0), INSTRUCTION)["progress"].numpy()
+        assert np.allclose(reader.labels("prm", 0), fresh, atol=1e-5)
+        assert not np.allclose(reader.labels("prm", 0), expected[0], atol=1e-3)
+
 
 def _fail(*args):
     raise RuntimeError("merge refused for the test")
 
 
 def _record_ends(blob: bytes) -> list[int]:
-    ends, pos = [], 8
+    ends, pos = [], 4 + 32  # magic, sha256
     while pos < len(blob):
         _, name_bytes, frames = _RECORD.unpack_from(blob, pos)
         pos += _RECORD.size + name_bytes + 4 * frames
