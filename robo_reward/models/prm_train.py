@@ -166,6 +166,10 @@ def train_prm(
         model_cfg = {key: value for key, value in base[1].items() if key in fields}
     cameras = list(model_cfg["cameras"])
     demos, instructions = load_demos(data, cameras, model_cfg.get("instructions"), cfg.episodes)
+    if not demos.episode_success.any():
+        files = ", ".join(str(path) for path in data)
+        raise ValueError(f"{files}: no successful episode{' among ' + str(cfg.episodes) if cfg.episodes else ''}"
+                         " — progress targets come from successful demos")  # fmt: skip
     size = demos.frames.shape[2]
     config = PRMConfig(**{**model_cfg, "cameras": cameras, "instructions": instructions, "image_size": size})
     gen = torch.Generator().manual_seed(cfg.seed)
