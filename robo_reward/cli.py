@@ -25,7 +25,7 @@ def _bench(args: argparse.Namespace) -> dict:
 
         cameras = _cameras(args.cameras) or ("front", "wrist")
         demos = args.num_demos or 200  # ~11k frames: a labelling job, not its fixed costs (forks, file copy)
-        return bench_label(args.task, demos, cameras, args.res, args.batch, args.rounds, args.bf16)
+        return bench_label(args.task, demos, cameras, args.res, args.batch, args.rounds, args.bf16, args.model)
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
@@ -108,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-demos", type=int, default=None, help="episodes to record (record: 32, label: 200)")
     bench.add_argument("--batch", type=int, default=512, help="frames per forward pass (label)")
     bench.add_argument("--bf16", action="store_true", help="bfloat16 inference (label)")
+    bench.add_argument("--model", default=None, help="a trained reward model folder (label; default: the default PRM)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")

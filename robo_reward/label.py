@@ -107,10 +107,9 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         if not cameras:
             raise DemoFileError(path, f"has none of the model's cameras {model.config.cameras}")
         model.task_id(reader.instruction)  # unknown instruction: fail before any work
-        _check_frame_size(reader, cameras, model.config.image_size)
+        frame_shape = _frame_shape(reader, cameras, getattr(model.config, "image_size", None))
         instruction, names = reader.instruction, list(reader.names)
         lengths = [reader.num_samples(i) for i in range(len(reader))]
-    size = model.config.image_size
     journal, done = _open_journal(sidecar(path, name), _fingerprint(model, cameras, batch, bf16))
     done = {demo: done[demo] for demo, n in zip(names, lengths, strict=True) if len(done.get(demo, ())) == n}
     remove_stale_temps(path)
@@ -120,7 +119,7 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         pending: dict[int, list[np.ndarray]] = {}
         model.eval()
         with (
-            FrameBatches(path, cameras, (size, size, 3), max_frames=batch) as batches,
+            FrameBatches(path, cameras, frame_shape, max_frames=batch) as batches,
             tqdm(total=sum(lengths), initial=sum(len(v) for v in done.values()), desc=f"label {name}",
                  unit="frame", disable=not progress_bar) as bar,
         ):  # fmt: skip
@@ -151,18 +150,24 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
     return {"file": str(path), "model": name, "episodes": len(names), "frames": int(sum(lengths))}
 
 
-def _check_frame_size(reader: DemoReader, cameras: list[str], size: int) -> None:
-    """Fail before any work on the common mistake, a model for another resolution (the decoders check
-    every episode as they read it)."""
+def _frame_shape(reader: DemoReader, cameras: list[str], size: int | None) -> tuple[int, int, int]:
+    """The file's (H, W, 3), from its first episode, checked against a model with a fixed input ``size``
+    before any work (the decoders check every episode as they read it; a VL model resizes any size)."""
     if not len(reader):
-        return
+        return (size or 1, size or 1, 3)
+    shapes = {}
     for camera in cameras:
         key = f"obs/{camera_key(camera)}"
         ds = reader.group(0).get(key)
-        if ds is None or ds.dtype != np.uint8 or ds.shape[1:] != (size, size, 3):
+        expected = f"uint8 (T, {size}, {size}, 3) for the model" if size else "uint8 (T, H, W, 3)"
+        if ds is None or ds.dtype != np.uint8 or ds.ndim != 4 or (size and ds.shape[1:] != (size, size, 3)):
             got = "missing" if ds is None else f"{ds.dtype} {ds.shape}"
-            raise DemoFileError(reader.path, f"expected uint8 (T, {size}, {size}, 3) for the model, got {got}",
-                                reader.names[0], key)  # fmt: skip
+            raise DemoFileError(reader.path, f"expected {expected}, got {got}", reader.names[0], key)
+        shapes[camera] = tuple(ds.shape[1:])
+    if len(set(shapes.values())) > 1:
+        reason = f"cameras differ in image size {shapes}; labelling needs one size"
+        raise DemoFileError(reader.path, reason, reader.names[0])
+    return next(iter(shapes.values()))
 
 
 class _BackgroundCopy:

@@ -13,6 +13,7 @@ import torch
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.record import RecordConfig, record
 from robo_reward.label import label
+from robo_reward.models import load
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel
 
 
@@ -24,10 +25,16 @@ def bench_label(
     batch: int = 512,
     rounds: int = 3,
     bf16: bool = False,
+    model_dir: str | Path | None = None,
 ) -> dict:
     """Frames/s (a frame = one time step, all cameras) of ``label`` (read, decode, infer, write) vs the
-    same model's forward pass over the same frames held in memory, and a naive one-frame-at-a-time loop."""
+    same model's forward pass over the same frames held in memory, and a naive one-frame-at-a-time loop.
+    The model is the default PRM (random weights: speed does not depend on them) or a trained one from
+    ``model_dir``, whose cameras and image size then set the recording's."""
     torch.manual_seed(0)
+    trained = load(model_dir) if model_dir is not None else None
+    if trained is not None:
+        cameras, res = tuple(trained.config.cameras), trained.config.image_size
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "demos.h5"
         record(RecordConfig(task=task, num_demos=num_demos, out=source, cameras=tuple(cameras), res=res,
@@ -35,7 +42,9 @@ def bench_label(
         with DemoReader(source) as reader:
             instruction = reader.instruction
             frames = torch.cat([torch.from_numpy(reader.multiview(i)) for i in range(len(reader))])
-        model = ProgressRewardModel(PRMConfig(cameras=list(cameras), instructions=[instruction], image_size=res)).eval()
+        config = PRMConfig(cameras=list(cameras), instructions=[instruction], image_size=res)
+        model = trained or ProgressRewardModel(config)
+        model.eval()
         total = len(frames)
 
         def end_to_end() -> float:
@@ -70,4 +79,6 @@ def bench_label(
         "batch": batch,
         "bf16": bf16,
         "torch_threads": torch.get_num_threads(),
+        "model": str(model_dir) if model_dir is not None else "default PRM",
+        "parameters": sum(p.numel() for p in model.parameters()),
     }

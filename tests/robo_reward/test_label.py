@@ -17,6 +17,7 @@ from robo_reward.cli import main as cli
 from robo_reward.data import DemoFileError, DemoReader, DemoWriter, Episode
 from robo_reward.data.inflate import FrameBatches
 from robo_reward.label import _RECORD, label, sidecar
+from robo_reward.models import load
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel
 
 CAMERAS = ["front", "wrist"]
@@ -179,3 +180,29 @@ def test_bench_label_prints_its_json(capsys):
     assert result["frames"] > 0 and result["frames_per_s"] > 0 and result["model_frames_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["frames_per_s"] / result["model_frames_per_s"], rel=0.01)
     assert result["naive_frames_per_s"] > 0
+
+
+def test_a_vision_language_reward_labels_too(demo_file, tmp_path):
+    from robo_reward.models.vlm import VLMConfig, VLMReward
+
+    torch.manual_seed(0)
+    vlm = VLMReward(VLMConfig(cameras=["front"])).eval()  # resizes the file's 32 px frames to its 64
+    target = tmp_path / "vlm.h5"
+    shutil.copyfile(demo_file, target)
+    label(target, vlm, "vlm", batch=40, progress_bar=False)
+    with DemoReader(target) as reader:
+        for i in (0, 3):
+            want = vlm.progress(reader.multiview(i, cameras=["front"]), INSTRUCTION, ["front"]).numpy()
+            assert np.allclose(reader.labels("vlm", i), want, atol=1e-4)
+
+
+def test_bench_label_runs_a_trained_model(tmp_path, capsys):
+    push = "push the red cube onto the green goal"
+    ProgressRewardModel(PRMConfig(cameras=["wrist"], instructions=[push], image_size=32, channels=[8, 16])).save(
+        tmp_path / "small"
+    )
+    args = ["bench", "label", "--num-demos", "2", "--rounds", "1", "--batch", "32", "--model", str(tmp_path / "small")]
+    assert cli([*args, "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["images_per_frame"] == 1 and result["model"] == str(tmp_path / "small")
+    assert result["parameters"] == sum(p.numel() for p in load(tmp_path / "small").parameters())
