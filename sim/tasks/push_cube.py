@@ -43,6 +43,7 @@ class PushCube(ArmTask):
             "goal_low": [0.32, -0.2],  # m, goals are kept inside this box
             "goal_high": [0.60, 0.2],
             "contact_distance": 0.05,  # m, tcp to pre-push point counting as contact stage
+            "cube_rgba": [0.9, 0.1, 0.1, 1.0],  # a visual variant changes this (reward models see it)
             "reward": {
                 "tcp_to_cube": 0.5,  # -|tcp - cube|
                 "cube_to_goal": 2.0,  # -|cube - goal| in the table plane
@@ -60,6 +61,7 @@ class PushCube(ArmTask):
         self.cube_qpos = cube_joint.qposadr[0]
         self.cube_qvel = cube_joint.dofadr[0]
         self.goal_mocap = model.body("goal").mocapid[0]
+        model.geom_rgba[model.geom("cube").id] = self.config["cube_rgba"]
         self.goal = np.zeros((self.num_envs, 3))
         self.cube_start = np.zeros((self.num_envs, 3))
         self.approach_start = np.ones(self.num_envs)  # tcp to pre-push point at reset

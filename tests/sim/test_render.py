@@ -52,6 +52,13 @@ def test_cube_colour_is_visible_in_front_view_where_the_cube_is(push_frames):
         data.qpos[env.task.cube_qpos : env.task.cube_qpos + 3] = [3.0, 3.0, -3.0]
         env.physics.refresh(np.arange(1))
         assert red_pixels(env.render().numpy()[0, 0]).sum() == 0
+    # a visual variant: the same scene with a blue cube has no red, and about as many blue pixels
+    with sim.make("push_cube", num_envs=3, seed=2, config={"cube_rgba": [0.1, 0.1, 0.9, 1.0]}) as env:
+        blue = env.render().numpy()
+    for env_id in range(3):
+        assert red_pixels(blue[env_id, 0]).sum() == 0
+        blue_count, red_count = red_pixels(blue[env_id, 0][..., ::-1]).sum(), red_pixels(frames[env_id, 0]).sum()
+        assert 0.7 * red_count <= blue_count <= 1.3 * red_count
 
 
 def test_render_follows_the_simulation_and_camera_subsets():
