@@ -11,6 +11,7 @@ and renamed over the file: the file is never seen half-written and its frames ar
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -67,27 +68,31 @@ def _fingerprint(model, cameras: list[str], batch: int, bf16: bool) -> bytes:
 
 
 def _open_journal(path: Path, fingerprint: bytes) -> tuple[BinaryIO, dict[str, np.ndarray]]:
-    """Open the journal for appending; return it and the episodes it holds. A torn last record (a kill
-    mid-write) is cut off; a journal of another model or settings starts over."""
+    """Open and lock the journal for appending; return it and the episodes it holds. A torn last record
+    (a kill mid-write) is cut off; a journal of another model or settings starts over; a journal another
+    running ``label`` holds is an error (the lock goes with its process, however it ends)."""
     head = _MAGIC + fingerprint
+    journal = open(path, "a+b")  # appends always go to the end, wherever truncation left it
+    try:
+        fcntl.flock(journal.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        journal.close()
+        raise DemoFileError(path, "another `robo-reward label` run is labelling this file under this name") from None
+    journal.seek(0)
+    blob = journal.read()
     done: dict[str, np.ndarray] = {}
-    blob = path.read_bytes() if path.is_file() else b""
-    if blob[: len(head)] != head:
-        journal = open(path, "wb")
-        journal.write(head)
-        journal.flush()
-        return journal, done
-    pos = len(head)
-    while pos + _RECORD.size <= len(blob):
+    pos = len(head) if blob[: len(head)] == head else 0
+    while pos and pos + _RECORD.size <= len(blob):
         crc, name_bytes, frames = _RECORD.unpack_from(blob, pos)
         body = blob[pos + _RECORD.size : pos + _RECORD.size + name_bytes + 4 * frames]
         if len(body) != name_bytes + 4 * frames or zlib.crc32(body) != crc:
             break
         done[body[:name_bytes].decode()] = np.frombuffer(body[name_bytes:], dtype=np.float32).copy()
         pos += _RECORD.size + len(body)
-    journal = open(path, "r+b")
     journal.truncate(pos)
-    journal.seek(pos)
+    if pos == 0:
+        journal.write(head)
+        journal.flush()
     return journal, done
 
 
@@ -112,6 +117,7 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         lengths = [reader.num_samples(i) for i in range(len(reader))]
     journal, done = _open_journal(sidecar(path, name), _fingerprint(model, cameras, batch, bf16))
     done = {demo: done[demo] for demo, n in zip(names, lengths, strict=True) if len(done.get(demo, ())) == n}
+    resumed = set(done)
     remove_stale_temps(path)
     copy = _BackgroundCopy(path)
     try:
@@ -139,7 +145,8 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
                     if e == lengths[ep] and names[ep] not in done:
                         done[names[ep]] = np.concatenate(pending.pop(ep)).astype(np.float32)
                         _commit(journal, names[ep], done[names[ep]])
-                    bar.update(e - s)
+                    if names[ep] not in resumed:
+                        bar.update(e - s)
         journal.close()
         _merge(path, copy.finish(), name, names, done)
     except BaseException:

@@ -206,3 +206,21 @@ def test_bench_label_runs_a_trained_model(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["images_per_frame"] == 1 and result["model"] == str(tmp_path / "small")
     assert result["parameters"] == sum(p.numel() for p in load(tmp_path / "small").parameters())
+
+
+def test_a_second_run_on_the_same_labels_is_refused_while_the_first_holds_them(demo_file, model, tmp_path):
+    from robo_reward.label import _fingerprint, _open_journal
+
+    target = tmp_path / "busy.h5"
+    shutil.copyfile(demo_file, target)
+    journal, _ = _open_journal(sidecar(target, "prm"), _fingerprint(model, CAMERAS, 48, False))
+    try:
+        assert cli(["label", str(target), "--model", str(_saved(model, tmp_path)), "--name", "prm"]) == 2
+    finally:
+        journal.close()
+    label(target, model, "prm", batch=48, progress_bar=False)  # free again once the holder is gone
+
+
+def _saved(model: ProgressRewardModel, folder: Path) -> Path:
+    model.save(folder / "model")
+    return folder / "model"
