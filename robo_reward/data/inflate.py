@@ -39,7 +39,8 @@ class FrameBatches:
         size = int(np.prod(self.shape))
         self._buffer = mmap.mmap(-1, max(1, size))  # anonymous and shared: forked workers write into it
         self.frames = np.frombuffer(self._buffer, np.uint8, count=size).reshape(self.shape)
-        self._pending: dict[int, tuple[int, list]] = {}
+        self._pending: dict[int, int] = {}
+        mp.active_children()  # reap the workers of earlier instances
         self._conns, self._procs = [], []
         context = mp.get_context("fork")  # workers need only this module's globals; no re-import
         for _ in range(workers or os.cpu_count() or 1):
@@ -80,14 +81,17 @@ class FrameBatches:
             raise DemoFileError(self.path, reason, demo, key)
         return self.frames[slot, :total]
 
-    def close(self) -> None:
+    def close(self, wait: bool = False) -> None:
+        """Tell the workers to exit. Without ``wait`` their teardown (~20 ms each, a forked copy of this
+        process's page tables) overlaps the caller's next work; they are reaped by the next
+        :class:`FrameBatches` or at exit."""
         for conn in self._conns:
             try:
                 conn.send(None)
-            except (BrokenPipeError, OSError):
+            except OSError:
                 pass
             conn.close()
-        for proc in self._procs:
+        for proc in self._procs if wait else ():
             proc.join(timeout=5)
             if proc.is_alive():
                 proc.kill()
