@@ -1,7 +1,7 @@
 """Frame batches decoded by low-priority worker processes into a buffer shared with the caller.
 
-The labeller's read path. Inflating a 64 px frame costs about as much as the default PRM's forward pass
-on it, so decoding must not slow the model down. In threads, the GIL held between the calls caps two
+The labeller's read path. Inflating a 64 px two-camera frame takes about a third of the CPU time of the
+default PRM's forward pass on it (libdeflate; zlib: half), so decoding must not slow the model down. In threads, the GIL held between the calls caps two
 decoders at ~1.4x one. Decoders at the model's priority preempt its intra-op threads, which wait for each
 other at every layer: the forward pass ran 1.5-2x slower next to them (DataLoader workers, measured with
 ``robo-reward bench label``). Processes under ``SCHED_IDLE`` take only the CPU the model leaves idle, and
