@@ -123,8 +123,10 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
     remove_stale_temps(path)
     copy = _BackgroundCopy(path)
     try:
-        chunks = [c for c in _chunks(lengths, batch) if any(names[ep] not in done for ep, _, _ in c)]
-        pending: dict[int, list[np.ndarray]] = {}
+        chunks = [[(names[ep], s, e) for ep, s, e in c] for c in _chunks(lengths, batch)]
+        chunks = [c for c in chunks if any(demo not in done for demo, _, _ in c)]
+        length = dict(zip(names, lengths, strict=True))
+        pending: dict[str, list[np.ndarray]] = {}
         model.eval()
         with (
             FrameBatches(path, cameras, frame_shape, max_frames=batch) as batches,
@@ -133,21 +135,21 @@ def label(path: str | Path, model, name: str, batch: int = 512, bf16: bool = Fal
         ):  # fmt: skip
             copy.start()  # after the decoders are forked: no thread is running when they are
             if chunks:
-                batches.submit(0, [(names[ep], s, e) for ep, s, e in chunks[0]])
+                batches.submit(0, chunks[0])
             for k, chunk in enumerate(chunks):
                 frames = batches.result(k % 2)
                 if k + 1 < len(chunks):  # decoded in the CPU time the model leaves idle
-                    batches.submit((k + 1) % 2, [(names[ep], s, e) for ep, s, e in chunks[k + 1]])
+                    batches.submit((k + 1) % 2, chunks[k + 1])
                 with torch.inference_mode():
                     progress = model.predict(torch.from_numpy(frames), instruction, cameras, bf16)["progress"]
                 offset = 0
-                for ep, s, e in chunk:
-                    pending.setdefault(ep, []).append(progress[offset : offset + e - s].numpy())
+                for demo, s, e in chunk:
+                    pending.setdefault(demo, []).append(progress[offset : offset + e - s].numpy())
                     offset += e - s
-                    if e == lengths[ep] and names[ep] not in done:
-                        done[names[ep]] = np.concatenate(pending.pop(ep)).astype(np.float32)
-                        _commit(journal, names[ep], done[names[ep]])
-                    if names[ep] not in resumed:
+                    if e == length[demo] and demo not in done:
+                        done[demo] = np.concatenate(pending.pop(demo)).astype(np.float32)
+                        _commit(journal, demo, done[demo])
+                    if demo not in resumed:
                         bar.update(e - s)
         journal.close()
         _merge(path, copy.finish(), name, names, done)

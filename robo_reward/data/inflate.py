@@ -1,12 +1,13 @@
 """Frame batches decoded by low-priority worker processes into a buffer shared with the caller.
 
 The labeller's read path. Inflating a 64 px two-camera frame takes about a third of the CPU time of the
-default PRM's forward pass on it (libdeflate; zlib: half), so decoding must not slow the model down. In threads, the GIL held between the calls caps two
-decoders at ~1.4x one. Decoders at the model's priority preempt its intra-op threads, which wait for each
-other at every layer: the forward pass ran 1.5-2x slower next to them (DataLoader workers, measured with
-``robo-reward bench label``). Processes under ``SCHED_IDLE`` take only the CPU the model leaves idle, and
-all of it while the caller waits for a batch. (libgomp's threads spin for ~15 ms after every parallel
-region by default, which leaves no idle CPU at all: ``robo_reward`` sets ``GOMP_SPINCOUNT`` lower.)
+default PRM's forward pass on it (libdeflate; zlib: half), so decoding must not slow the model down.
+In threads, the GIL held between the calls caps two decoders at ~1.4x one. Decoders at the model's
+priority preempt its intra-op threads, which wait for each other at every layer: the forward pass ran
+1.5-2x slower next to them (DataLoader workers, measured with ``robo-reward bench label``). Processes
+under ``SCHED_IDLE`` take only the CPU the model leaves idle, and all of it while the caller waits for a
+batch. (libgomp's threads spin for ~15 ms after every parallel region by default, which leaves no idle
+CPU at all: ``robo_reward`` sets ``GOMP_SPINCOUNT`` lower.)
 
 Frames of our own layout (one gzip chunk per frame) are read with ``os.pread`` at the chunk's file offset
 and inflated by libdeflate straight into the shared buffer; any other layout goes through h5py.
@@ -19,12 +20,11 @@ import multiprocessing as mp
 import os
 from pathlib import Path
 
-import deflate
 import h5py
 import numpy as np
 
 from robo_reward.data.format import DemoFileError, camera_key, first_line
-from robo_reward.data.reader import is_frame_chunked_gzip
+from robo_reward.data.reader import inflate_frame, is_frame_chunked_gzip
 
 
 class FrameBatches:
@@ -215,11 +215,7 @@ def _inflate(fd: int, table: list, start: int, target: memoryview, positions: ra
             target[pos : pos + frame_bytes] = zeros
             continue
         offset, size, mask = entry
-        raw = os.pread(fd, size, offset)
         try:
-            data = deflate.zlib_decompress(raw, frame_bytes) if mask == 0 else raw
-        except deflate.DeflateError as exc:
-            raise _Bad(f"frame {k}: corrupt compressed chunk ({exc})") from None
-        if len(data) != frame_bytes:
-            raise _Bad(f"frame {k}: chunk holds {len(data)} bytes, expected {frame_bytes}")
-        target[pos : pos + frame_bytes] = data
+            target[pos : pos + frame_bytes] = inflate_frame(os.pread(fd, size, offset), mask, frame_bytes, k)
+        except OSError as exc:
+            raise _Bad(str(exc)) from None

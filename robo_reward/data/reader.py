@@ -158,14 +158,19 @@ def _read_gzip_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:
             mask, raw = ds.id.read_direct_chunk((k, 0, 0, 0))
         except (KeyError, OSError):
             continue
-        try:
-            data = deflate.zlib_decompress(raw, frame_bytes) if mask == 0 else raw
-        except deflate.DeflateError as exc:
-            raise OSError(f"frame {k}: corrupt compressed chunk ({exc})") from None
-        if len(data) != frame_bytes:
-            raise OSError(f"frame {k}: chunk inflates to {len(data)} bytes, expected {frame_bytes}")
-        out[k - start] = np.frombuffer(data, dtype=np.uint8).reshape(ds.shape[1:])
+        out[k - start] = np.frombuffer(inflate_frame(raw, mask, frame_bytes, k), dtype=np.uint8).reshape(ds.shape[1:])
     return out
+
+
+def inflate_frame(raw: bytes, mask: int, frame_bytes: int, index: int) -> bytes:
+    """One frame's chunk as stored (``mask`` 0: deflated) → its ``frame_bytes`` raw bytes, or OSError."""
+    try:
+        data = deflate.zlib_decompress(raw, frame_bytes) if mask == 0 else raw
+    except deflate.DeflateError as exc:
+        raise OSError(f"frame {index}: corrupt compressed chunk ({exc})") from None
+    if len(data) != frame_bytes:
+        raise OSError(f"frame {index}: chunk holds {len(data)} bytes, expected {frame_bytes}")
+    return data
 
 
 class DemoClipDataset(Dataset):

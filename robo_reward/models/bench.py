@@ -42,8 +42,7 @@ def bench_label(
         with DemoReader(source) as reader:
             instruction = reader.instruction
             frames = torch.cat([torch.from_numpy(reader.multiview(i)) for i in range(len(reader))])
-        config = PRMConfig(cameras=list(cameras), instructions=[instruction], image_size=res)
-        model = trained or ProgressRewardModel(config)
+        model = trained or ProgressRewardModel(PRMConfig(list(cameras), instructions=[instruction], image_size=res))
         model.eval()
         total = len(frames)
 

@@ -16,7 +16,7 @@ import torch
 from robo_reward.cli import main as cli
 from robo_reward.data import DemoFileError, DemoReader, DemoWriter, Episode
 from robo_reward.data.inflate import FrameBatches
-from robo_reward.label import _RECORD, label, sidecar
+from robo_reward.label import _RECORD, _chunks, label, sidecar
 from robo_reward.models import load
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel
 
@@ -54,17 +54,7 @@ def model() -> ProgressRewardModel:
 
 
 def _segments(names: list[str], batch: int) -> list[list[tuple[str, int, int]]]:
-    out, current, room = [], [], batch
-    for name, length in zip(names, LENGTHS, strict=True):
-        start = 0
-        while start < length:
-            take = min(room, length - start)
-            current.append((name, start, start + take))
-            start, room = start + take, room - take
-            if room == 0:
-                out.append(current)
-                current, room = [], batch
-    return out + ([current] if current else [])
+    return [[(names[ep], s, e) for ep, s, e in chunk] for chunk in _chunks(LENGTHS, batch)]
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3])
