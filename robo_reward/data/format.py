@@ -37,6 +37,15 @@ class DemoFileError(ValueError):
         where = ": ".join(str(part) for part in (path, demo, key) if part is not None)
         super().__init__(" ".join(f"{where}: {message}".split()))
 
+    def __reduce__(self):  # crosses a process boundary (from a labelling lane) as its finished message
+        return _demo_file_error, (str(self),)
+
+
+def _demo_file_error(message: str) -> DemoFileError:
+    error = DemoFileError.__new__(DemoFileError)
+    ValueError.__init__(error, message)
+    return error
+
 
 def first_line(exc: BaseException) -> str:
     """``TypeName: first line of the message`` — h5py's errors can span several lines."""

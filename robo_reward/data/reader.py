@@ -141,10 +141,17 @@ class DemoReader:
         self.close()
 
 
-def is_frame_chunked_gzip(ds: h5py.Dataset) -> bool:
-    """The layout our writer produces: one gzip chunk per frame and no other filter."""
-    return ds.chunks == (1, *ds.shape[1:]) and ds.compression == "gzip" and not ds.shuffle and not ds.fletcher32 \
-        and not ds.scaleoffset  # fmt: skip
+def is_frame_chunked_gzip(ds: h5py.Dataset | h5py.h5d.DatasetID) -> bool:
+    """The layout our writer produces: one gzip chunk per frame and no other filter (one look at the
+    creation properties: h5py's properties fetch them once each)."""
+    dsid = ds.id if isinstance(ds, h5py.Dataset) else ds
+    plist = dsid.get_create_plist()
+    return (
+        plist.get_layout() == h5py.h5d.CHUNKED
+        and plist.get_chunk() == (1, *dsid.shape[1:])
+        and plist.get_nfilters() == 1
+        and plist.get_filter(0)[0] == h5py.h5z.FILTER_DEFLATE
+    )
 
 
 def _read_gzip_frames(ds: h5py.Dataset, start: int, stop: int) -> np.ndarray:

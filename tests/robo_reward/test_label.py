@@ -1,11 +1,13 @@
-"""The labeller's read path and journal: frames decoded by the worker processes are exactly h5py's, bad
-files fail with one line naming the episode, a torn journal resumes to the labels of an uninterrupted
-run without re-running finished episodes, and ``bench label`` prints its JSON."""
+"""The labeller's read path, lanes and journal: frames decoded from the chunk tables are exactly h5py's,
+also from several threads at once, bad files fail with one line naming the episode (from a forked lane
+too), labels do not depend on the number of lanes, a torn journal resumes to the labels of an
+uninterrupted run without re-running finished episodes, and ``bench label`` prints its JSON."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -15,7 +17,7 @@ import torch
 
 from robo_reward.cli import main as cli
 from robo_reward.data import DemoFileError, DemoReader, DemoWriter, Episode
-from robo_reward.data.inflate import FrameBatches
+from robo_reward.data.inflate import FrameReader
 from robo_reward.label import _RECORD, _chunks, label, sidecar
 from robo_reward.models import load
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel
@@ -57,22 +59,27 @@ def _segments(names: list[str], batch: int) -> list[list[tuple[str, int, int]]]:
     return [[(names[ep], s, e) for ep, s, e in chunk] for chunk in _chunks(LENGTHS, batch)]
 
 
-@pytest.mark.parametrize("workers", [1, 2, 3])
-def test_worker_processes_decode_exactly_what_h5py_reads(demo_file, workers):
+def _expected(demo_file: Path) -> np.ndarray:
+    with DemoReader(demo_file) as reader:
+        return np.concatenate([reader.multiview(i, cameras=CAMERAS) for i in range(len(reader))])
+
+
+def test_decoded_batches_are_exactly_what_h5py_reads(demo_file):
     with DemoReader(demo_file) as reader:
         names = list(reader.names)
-        expected = np.concatenate([reader.group(i)["obs/front_rgb"][()][:, None] for i in range(len(reader))])
-        wrist = np.concatenate([reader.group(i)["obs/wrist_rgb"][()] for i in range(len(reader))])
-        expected = np.concatenate([expected, wrist[:, None]], axis=1)
-    got, batches = [], _segments(names, 40)
-    with FrameBatches(demo_file, CAMERAS, (32, 32, 3), max_frames=40, workers=workers) as decoder:
-        decoder.submit(0, batches[0])
-        for k in range(len(batches)):
-            frames = decoder.result(k % 2)
-            if k + 1 < len(batches):
-                decoder.submit((k + 1) % 2, batches[k + 1])
-            got.append(frames.copy())  # the slot is reused two batches later
-    assert np.array_equal(np.concatenate(got), expected)
+    buffer = np.empty((40, 2, 32, 32, 3), np.uint8)
+    with FrameReader(demo_file, CAMERAS, (32, 32, 3)) as frames:
+        got = [frames.read(chunk, buffer).copy() for chunk in _segments(names, 40)]
+    assert np.array_equal(np.concatenate(got), _expected(demo_file))
+
+
+def test_threads_share_one_reader(demo_file):
+    with DemoReader(demo_file) as reader:
+        names = list(reader.names)
+    chunks = _segments(names, 16)
+    with FrameReader(demo_file, CAMERAS, (32, 32, 3)) as frames, ThreadPoolExecutor(3) as pool:
+        got = list(pool.map(lambda chunk: frames.read(chunk, np.empty((16, 2, 32, 32, 3), np.uint8)).copy(), chunks))
+    assert np.array_equal(np.concatenate(got), _expected(demo_file))
 
 
 def test_other_layouts_go_through_h5py(demo_file, tmp_path):
@@ -82,12 +89,12 @@ def test_other_layouts_go_through_h5py(demo_file, tmp_path):
         frames = f["data/demo_0/obs/wrist_rgb"][()]
         del f["data/demo_0/obs/wrist_rgb"]
         f.create_dataset("data/demo_0/obs/wrist_rgb", data=frames, chunks=(4, 32, 32, 3), compression="lzf")
-    with FrameBatches(plain, ["wrist"], (32, 32, 3), max_frames=64) as decoder:
-        decoder.submit(0, [("demo_0", 3, 30)])
-        assert np.array_equal(decoder.result(0)[:, 0], frames[3:30])
+    with FrameReader(plain, ["wrist"], (32, 32, 3)) as reader:
+        got = reader.read([("demo_0", 3, 30)], np.empty((64, 1, 32, 32, 3), np.uint8))
+    assert np.array_equal(got[:, 0], frames[3:30])
 
 
-def test_damaged_episodes_fail_with_one_line_naming_them(demo_file, tmp_path):
+def test_damaged_episodes_fail_with_one_line_naming_them(demo_file, model, tmp_path):
     broken = tmp_path / "broken.h5"
     shutil.copyfile(demo_file, broken)
     with h5py.File(broken, "a") as f:
@@ -96,19 +103,45 @@ def test_damaged_episodes_fail_with_one_line_naming_them(demo_file, tmp_path):
     with open(broken, "r+b") as handle:  # garble one frame's compressed bytes in place
         handle.seek(offset + 4)
         handle.write(b"\xff" * 16)
-    with FrameBatches(broken, CAMERAS, (32, 32, 3), max_frames=64) as decoder:
-        decoder.submit(0, [("demo_2", 0, 10)])
+    buffer = np.empty((64, 2, 32, 32, 3), np.uint8)
+    with FrameReader(broken, CAMERAS, (32, 32, 3)) as frames:
         with pytest.raises(DemoFileError) as missing:
-            decoder.result(0)
-        decoder.submit(1, [("demo_4", 0, 20)])
+            frames.read([("demo_2", 0, 10)], buffer)
         with pytest.raises(DemoFileError) as corrupt:
-            decoder.result(1)
-        decoder.submit(0, [("demo_1", 0, 5)])  # the workers survive errors
-        assert decoder.result(0).shape == (5, 2, 32, 32, 3)
-    for error, demo, key in ((missing, "demo_2", "obs/front_rgb"), (corrupt, "demo_4", "obs/wrist_rgb")):
+            frames.read([("demo_4", 0, 20)], buffer)
+        with pytest.raises(DemoFileError) as short:
+            frames.read([("demo_1", 0, 6)], buffer)
+        assert frames.read([("demo_1", 0, 5)], buffer).shape == (5, 2, 32, 32, 3)  # the reader survives errors
+    for error, demo, key in ((missing, "demo_2", "obs/front_rgb"), (corrupt, "demo_4", "obs/wrist_rgb"),
+                             (short, "demo_1", "obs/front_rgb")):  # fmt: skip
         message = str(error.value)
         assert len(message.splitlines()) == 1 and str(broken) in message and demo in message and key in message
     assert "frame 7" in str(corrupt.value)
+
+    for lanes in (1, 2):  # raised in this process or in a forked lane, the error reads the same
+        target = tmp_path / f"broken-{lanes}.h5"
+        shutil.copyfile(broken, target)
+        with pytest.raises(DemoFileError) as labelling:
+            label(target, model, "prm", batch=8, progress_bar=False, lanes=lanes)
+        assert "demo_2: obs/front_rgb: missing" in str(labelling.value)
+        assert target.read_bytes() == broken.read_bytes()  # the file is untouched
+
+
+def test_labels_do_not_depend_on_the_number_of_lanes(demo_file, model, tmp_path):
+    got = {}
+    for lanes in (1, 2, 3):
+        target = tmp_path / f"lanes-{lanes}.h5"
+        shutil.copyfile(demo_file, target)
+        threads = torch.get_num_threads()
+        label(target, model, "prm", batch=24, progress_bar=False, lanes=lanes)
+        assert torch.get_num_threads() == threads  # restored
+        with DemoReader(target) as reader:
+            got[lanes] = [reader.labels("prm", i) for i in range(len(reader))]
+    with DemoReader(demo_file) as reader:
+        direct = model.predict(reader.multiview(2), INSTRUCTION)["progress"].numpy()
+    for lanes in (2, 3):
+        assert all(np.array_equal(a, b) for a, b in zip(got[1], got[lanes], strict=True))
+    assert np.allclose(got[1][2], direct, atol=1e-5)
 
 
 def test_torn_journal_resumes_to_the_same_labels_without_redoing_episodes(demo_file, model, tmp_path, monkeypatch):
@@ -169,7 +202,10 @@ def test_bench_label_prints_its_json(capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["frames"] > 0 and result["frames_per_s"] > 0 and result["model_frames_per_s"] > 0
     assert result["ratio"] == pytest.approx(result["frames_per_s"] / result["model_frames_per_s"], rel=0.01)
-    assert result["naive_frames_per_s"] > 0
+    assert result["naive_frames_per_s"] > 0 and result["model_lanes_frames_per_s"] > 0
+    assert result["ratio_vs_model_lanes"] == pytest.approx(
+        result["frames_per_s"] / result["model_lanes_frames_per_s"], rel=0.01
+    )
 
 
 def test_a_vision_language_reward_labels_too(demo_file, tmp_path):
