@@ -22,6 +22,7 @@ import multiprocessing as mp
 import multiprocessing.connection
 import os
 import shutil
+import signal
 import struct
 import threading
 import zlib
@@ -299,7 +300,8 @@ class _LaneWork:
 
 def _lane(conn, work: _LaneWork) -> None:
     """A forked lane's loop: for each chunk it is sent, reply ("ok", progress) or ("error", exception)."""
-    torch.set_num_threads(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle; it then closes the pipe
+    torch.set_num_threads(1)  # before any torch op: the caller's OpenMP threads do not exist here
     while True:
         try:
             chunk = conn.recv()
