@@ -1,12 +1,12 @@
 """``robo-reward label``: write a reward model's progress into a demo file, safely and resumably.
 
 Batches span episodes and are cut at fixed positions of the whole file, so a resumed run computes
-exactly what an uninterrupted one would. The work runs in *lanes*, one per core: a lane is a thread
-that decodes a batch (:mod:`robo_reward.data.inflate`) and then runs the model on it with one intra-op
-torch thread, so one lane decodes while the other infers. Two single-threaded forward passes side by
-side measured 1.3-1.4x the throughput of one pass on two intra-op threads (which wait for each other at
-every layer; ``robo-reward bench label``, ``model_lanes_frames_per_s``), and the decoding fills no gaps
-that a scheduler must find. Each finished episode is committed at once as one checksummed record
+exactly what an uninterrupted one would. The work runs in *lanes*, one per core: this process and
+forked ones each decode a batch (:mod:`robo_reward.data.inflate`) and then run the model on it with one
+torch thread, so one lane decodes while another infers. Two single-threaded forward passes side by side
+measured 1.1-1.35x the throughput of one pass on two intra-op threads (which wait for each other at
+every layer; ``robo-reward bench label``, ``model_lanes_frames_per_s``), and decoding needs no idle gaps
+to hide in. Each finished episode is committed at once as one checksummed record
 appended to a journal next to the file (``<file>.labels-<model>``): a killed run loses at most the
 episodes in flight and resumes after the last whole record. Meanwhile a copy of the demo file is made in
 the background; at the end the labels are added to that copy, which is synced and renamed over the file:
@@ -324,7 +324,7 @@ def _lane(conn, work: _LaneWork) -> None:
 
 def _frame_shape(reader: DemoReader, cameras: list[str], size: int | None) -> tuple[int, int, int]:
     """The file's (H, W, 3), from its first episode, checked against a model with a fixed input ``size``
-    before any work (the decoders check every episode as they read it; a VL model resizes any size)."""
+    before any work (the lanes check every episode as they read it; a VL model resizes any size)."""
     if not len(reader):
         return (size or 1, size or 1, 3)
     shapes = {}
