@@ -38,7 +38,7 @@ from tqdm import tqdm
 from robo_reward.data.format import DemoFileError, camera_key, first_line, open_h5
 from robo_reward.data.inflate import FrameReader
 from robo_reward.data.reader import DemoReader
-from robo_reward.data.writer import fsync_dir, remove_stale_temps
+from robo_reward.data.writer import publish, remove_stale_temps
 
 _MAGIC = b"RRLJ"  # journal header: magic, then a digest of everything the labels depend on
 _RECORD = struct.Struct("<IHI")  # crc32 of the body, name bytes, frames; the body: name, float32 progress
@@ -388,7 +388,4 @@ def _merge(path: Path, tmp: Path, name: str, names: list[str], labels: dict[str,
             dataset = h5py.h5d.create(group.id, f"{demo}/progress".encode(), h5py.h5t.IEEE_F32LE, space,
                                       lcpl=intermediate)  # fmt: skip
             dataset.write(h5py.h5s.ALL, h5py.h5s.ALL, values)
-    with open(tmp, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    publish(tmp, path)

@@ -198,10 +198,7 @@ class DemoWriter:
 
     def _publish(self) -> None:
         self._file.close()
-        with open(self.tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        publish(self.tmp, self.path)
 
     def _abort(self) -> None:
         self._closed = True
@@ -220,6 +217,15 @@ class DemoWriter:
             self.close()
         else:
             self._abort()
+
+
+def publish(tmp: Path, path: Path) -> None:
+    """Make the finished temporary file ``tmp`` the file ``path``: sync it (the rename never publishes
+    data still in flight), rename it over ``path`` (atomic), sync the folder (the rename survives a crash)."""
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 
 def fsync_dir(folder: Path) -> None:

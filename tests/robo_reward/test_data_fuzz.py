@@ -85,11 +85,16 @@ def delete_key(draw, f):
     return demo, key
 
 
-def wrong_dtype(draw, f):
+def _array(draw, f):
+    """An episode's dataset, drawn: (demo, key, its group, its values)."""
     demo = draw(st.sampled_from(DEMOS))
     key = draw(st.sampled_from((*EPISODE_KEYS, "privileged/progress", "privileged/stage")))
     group = f["data"][demo]
-    values = group[key][()]
+    return demo, key, group, group[key][()]
+
+
+def wrong_dtype(draw, f):
+    demo, key, group, values = _array(draw, f)
     choices = [np.float64, np.float16, np.int32, np.uint16, np.int8, bool]
     dtype = draw(st.sampled_from([d for d in choices if np.dtype(d) != values.dtype]))
     _replace(group, key, values.astype(dtype))
@@ -97,10 +102,7 @@ def wrong_dtype(draw, f):
 
 
 def wrong_shape(draw, f):
-    demo = draw(st.sampled_from(DEMOS))
-    key = draw(st.sampled_from((*EPISODE_KEYS, "privileged/progress", "privileged/stage")))
-    group = f["data"][demo]
-    values = group[key][()]
+    demo, key, group, values = _array(draw, f)
     how = draw(st.sampled_from(("add_axis", "drop_axis", "flatten")))
     if how == "add_axis":
         changed = values[..., None]
