@@ -1,4 +1,4 @@
-"""The ``robo-reward`` command: one entry point for the stack's jobs (see DESIGN.md, "Commands")."""
+"""The ``robo-reward`` command: one entry point for the stack's jobs (the README lists them)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def _cameras(text: str | None) -> tuple[str, ...] | None:
 def _bench(args: argparse.Namespace) -> dict:
     from sim.bench import bench_render, bench_sim
 
+    if args.what != "learn":
+        args.num_envs = args.num_envs or 64
     if args.what == "sim":
         return bench_sim(args.task, args.num_envs, args.steps, args.rounds, args.seed)
     if args.what == "label":
@@ -26,6 +28,12 @@ def _bench(args: argparse.Namespace) -> dict:
         cameras = _cameras(args.cameras) or ("front", "wrist")
         demos = args.num_demos or 200  # ~11k frames: a labelling job, not its fixed costs (forks, file copy)
         return bench_label(args.task, demos, cameras, args.res, args.batch, args.rounds, args.bf16, args.model)
+    if args.what == "learn":
+        from robo_reward.rl.bench import bench_learn
+
+        variants = [name for name in args.variants.split(",") if name] if args.variants else None
+        return bench_learn(args.task, args.budget_min, args.seeds, variants, args.num_envs or 128,
+                           args.out, args.model, args.demos)  # fmt: skip
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
@@ -59,6 +67,25 @@ def _demo_file(args: argparse.Namespace) -> None:
 
         result = view(args.file, args.demo, args.out)
         print(f"wrote {result['out']} ({result['frames']} frames; curves: {', '.join(result['curves']) or 'none'})")
+
+
+def _export(args: argparse.Namespace) -> None:
+    from robo_reward.export import export_policy
+
+    result = export_policy(args.run, args.out)
+    if args.json:
+        _print(result, True)
+    else:
+        print(
+            f"wrote {result['artifact']} ({result['task']}: obs {result['obs_dim']}, act {result['act_dim']}, "
+            f"iteration {result['iteration']}; ONNX matches torch within {result['max_abs_diff']:.1g})"
+        )
+
+
+def _rollout(args: argparse.Namespace) -> None:
+    from robo_reward.rollout import rollout
+
+    _print(rollout(args.artifact, args.task, args.episodes, args.num_envs, args.seed, args.video), args.json)
 
 
 def _print(result: dict, as_json: bool) -> None:
@@ -97,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
-    bench.add_argument("what", choices=["sim", "render", "record", "label"])
+    bench.add_argument("what", choices=["sim", "render", "record", "label", "learn"])
     bench.add_argument("--task", default="push_cube")
-    bench.add_argument("--num-envs", type=int, default=64)
+    bench.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 64; learn: 128)")
     bench.add_argument("--steps", type=int, default=200, help="control steps per round (sim)")
     bench.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     bench.add_argument("--cameras", default=None, help="comma-separated camera names (render)")
@@ -108,7 +135,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--num-demos", type=int, default=None, help="episodes to record (record: 32, label: 200)")
     bench.add_argument("--batch", type=int, default=512, help="frames per forward pass (label)")
     bench.add_argument("--bf16", action="store_true", help="bfloat16 inference (label)")
-    bench.add_argument("--model", default=None, help="a trained reward model folder (label; default: the default PRM)")
+    bench.add_argument("--model", default=None,
+                       help="a trained reward model folder (label, learn; default: train the default PRM)")
+    bench.add_argument("--budget-min", type=float, default=10.0, help="training minutes per run (learn)")
+    bench.add_argument("--seeds", type=int, default=3, help="seeds per variant (learn)")
+    bench.add_argument("--variants", default=None,
+                       help="comma-separated (learn; default: sparse,dense,pbrs_privileged,pbrs_prm,direct_prm)")
+    bench.add_argument("--out", default="runs/bench_learn", help="run folders, plot and JSON (learn)")
+    bench.add_argument("--demos", default=None, help="demos labelled by --model, for the distilled potential (learn)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
 
     info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")
@@ -154,6 +188,20 @@ def build_parser() -> argparse.ArgumentParser:
     vw.add_argument("--demo", type=int, default=0)
     vw.add_argument("--out", required=True)
 
+    exp = sub.add_parser("export", help="write the policy artifact (policy.onnx + spec.json) of a robo-train run")
+    exp.add_argument("run", help="a robo-train run folder (train_summary.json + checkpoint)")
+    exp.add_argument("--out", required=True, help="artifact folder to create (an earlier artifact there is replaced)")
+    exp.add_argument("--json", action="store_true", help="print one JSON object")
+
+    ro = sub.add_parser("rollout", help="evaluate a policy artifact in simulation through onnxruntime")
+    ro.add_argument("artifact", help="a folder written by `robo-reward export`")
+    ro.add_argument("--task", default=None, help="default: the artifact's; another only if obs/act sizes match")
+    ro.add_argument("--episodes", type=int, default=50)
+    ro.add_argument("--num-envs", type=int, default=None, help="parallel envs (default: min(episodes, 32))")
+    ro.add_argument("--seed", type=int, default=0)
+    ro.add_argument("--video", default=None, help="mp4 of the first 4 envs, every camera at 256 px")
+    ro.add_argument("--json", action="store_true", help="print one JSON object")
+
     pipeline = sub.add_parser("pipeline", help="the main job (Hydra overrides key=value)")
     pipeline.add_argument("overrides", nargs="*")
     return parser
@@ -186,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
             from robo_reward.models.evaluate import evaluate
 
             _print(evaluate(load(args.model), args.demos, args.plot), args.json)
+        elif args.command == "export":
+            _export(args)
+        elif args.command == "rollout":
+            _rollout(args)
         elif args.command in ("validate", "view"):
             _demo_file(args)
         elif args.command == "pipeline":

@@ -39,6 +39,7 @@ from robo_reward.data.format import DemoFileError, camera_key, first_line, open_
 from robo_reward.data.inflate import FrameReader
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.writer import publish, remove_stale_temps
+from robo_reward.models.protocol import RewardModel
 
 _MAGIC = b"RRLJ"  # journal header: magic, then a digest of everything the labels depend on
 _RECORD = struct.Struct("<IHI")  # crc32 of the body, name bytes, frames; the body: name, float32 progress
@@ -66,7 +67,7 @@ def _chunks(lengths: list[int], batch: int) -> list[list[tuple[int, int, int]]]:
     return out
 
 
-def _fingerprint(model, cameras: list[str], batch: int, bf16: bool) -> bytes:
+def _fingerprint(model: RewardModel, cameras: list[str], batch: int, bf16: bool) -> bytes:
     """What the labels depend on: the weights, the cameras, the batch cut, the precision. A journal left
     by another model (or settings) under the same name is not resumed."""
     digest = hashlib.sha256(json.dumps([cameras, batch, bf16]).encode())
@@ -117,7 +118,7 @@ def _commit(journal: BinaryIO, demo: str, progress: np.ndarray) -> None:
 
 def label(
     path: str | Path,
-    model,
+    model: RewardModel,
     name: str,
     batch: int = 512,
     bf16: bool = False,
@@ -129,11 +130,11 @@ def label(
     with one torch thread."""
     path = Path(path)
     with DemoReader(path) as reader:
-        cameras = [c for c in model.config.cameras if c in reader.cameras]
+        cameras = [c for c in model.cameras if c in reader.cameras]
         if not cameras:
-            raise DemoFileError(path, f"has none of the model's cameras {model.config.cameras}")
+            raise DemoFileError(path, f"has none of the model's cameras {model.cameras}")
         model.task_id(reader.instruction)  # unknown instruction: fail before any work
-        frame_shape = _frame_shape(reader, cameras, getattr(model.config, "image_size", None))
+        frame_shape = _frame_shape(reader, cameras, None if model.resizes else model.image_size)
         instruction, names = reader.instruction, list(reader.names)
         lengths = [reader.num_samples(i) for i in range(len(reader))]
     lanes = max(1, lanes or torch.get_num_threads())
@@ -191,7 +192,9 @@ class _Lanes:
     (the decode ran 1.7-2.3x slower and the lanes' passes at unequal speeds). A forked lane exits when
     told to (:meth:`close`, then :meth:`join` after the merge) or when the caller is gone."""
 
-    def __init__(self, lanes: int, path: Path, cameras, frame_shape, batch: int, model, args: tuple) -> None:
+    def __init__(
+        self, lanes: int, path: Path, cameras, frame_shape, batch: int, model: RewardModel, args: tuple
+    ) -> None:
         self._work = _LaneWork(path, cameras, frame_shape, batch, model, args)
         context = mp.get_context("fork")  # the model and settings pass by memory, nothing re-imported
         self._conns, self._procs = [], []
@@ -280,7 +283,7 @@ class _LaneWork:
     """One lane's job on a chunk: decode it into the lane's buffer, run the model. The reader and the
     buffer are made on first use, in the process that uses them (no HDF5 handle crosses a fork)."""
 
-    def __init__(self, path: Path, cameras, frame_shape, batch: int, model, args: tuple) -> None:
+    def __init__(self, path: Path, cameras, frame_shape, batch: int, model: RewardModel, args: tuple) -> None:
         self.path, self.cameras, self.frame_shape, self.batch = path, cameras, frame_shape, batch
         self.model, self.args = model, args
         self._reader: FrameReader | None = None

@@ -1,9 +1,10 @@
 """``robo-reward pipeline``: the main job, read top to bottom.
 
-make the env → film the scripted expert from every task camera → record demos (with failures) →
-train a process reward model → label held-out demos with it → evaluate (VOC, success AUC) and film
-one labelled demo with its progress curve → benchmark the simulator against its physics bound.
-Policy stages (shaped PPO, export, rollout) slot in after the reward model.
+film the scripted expert → record demos (with failures) → train a process reward model (PRM) →
+label the demos and evaluate it on held-out ones (VOC, success AUC) → distil it into a state
+potential and train PPO on the sparse task reward plus PBRS(PRM) → export the policy artifact →
+roll the artifact out through onnxruntime → report. Everything lands in ``cfg.out``; ``summary.json``
+(``success_rate``, ``voc``, ``wall_s``, ``artifact``) is also printed as the last line.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
@@ -25,14 +26,14 @@ from robo_reward.label import label
 from robo_reward.models.evaluate import evaluate
 from robo_reward.models.prm_train import PRMTrainConfig, train_prm
 from robo_reward.video import tile_views, write_mp4
-from sim.bench import bench_sim
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+SUMMARY = "summary.json"
 
 
-def load_config(overrides: list[str]) -> DictConfig:
+def load_config(overrides: list[str], name: str = "pipeline") -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name="pipeline", overrides=overrides)
+        return compose(config_name=name, overrides=overrides)
 
 
 def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
@@ -72,7 +73,7 @@ def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
 
 
 def run_reward_stage(cfg: DictConfig, out: Path) -> dict:
-    """Record → train PRM → label held-out demos → evaluate and film one of them with its labels."""
+    """Record → train PRM → label the training and held-out demos → evaluate and film a held-out one."""
     rc = cfg.reward
     common = {"task": cfg.task.name, "cameras": tuple(rc.cameras), "res": cfg.res, "failure_rate": rc.failure_rate,
               "num_envs": cfg.num_envs, "task_config": task_config(cfg.task)}  # fmt: skip
@@ -81,26 +82,83 @@ def run_reward_stage(cfg: DictConfig, out: Path) -> dict:
     record(RecordConfig(num_demos=rc.heldout_demos, out=heldout, seed=cfg.seed + 1000, **common))
     model, summary = train_prm([train], out / "prm", {"cameras": list(rc.cameras)},
                                PRMTrainConfig(steps=rc.steps, seed=cfg.seed))  # fmt: skip
+    label(train, model, "prm")  # the distilled potential is fitted to these labels
     label(heldout, model, "prm")
     metrics = evaluate(model, heldout, plot=out / "prm_curves.png")
     video = view(heldout, 0, out / "heldout_demo0_labelled.mp4")
-    return {"prm": {**metrics, "train_wall_time_s": summary["train_wall_time_s"], "video": video["out"]}}
+    return {"prm": {**metrics, "train_wall_time_s": summary["train_wall_time_s"], "video": video["out"]},
+            "demos": str(train), "model": str(out / "prm")}  # fmt: skip
+
+
+def policy_config(cfg: DictConfig, reward: dict, run_dir: Path) -> DictConfig:
+    """``robo-train``'s config for the policy stage: the pipeline's task, sparse reward + PBRS(distilled PRM)."""
+    pc = cfg.policy
+    overrides = [
+        "reward=prm",
+        f"shaping={pc.shaping}",
+        f"reward.model={reward['model']}",
+        f"shaping.distill.demos=[{reward['demos']}]",
+        f"num_envs={pc.num_envs}",
+        f"iterations={pc.iterations}",
+        f"seed={cfg.seed}",
+        f"eval_video.steps={pc.video_steps}",
+        *pc.overrides,
+    ]
+    train_cfg = load_config(overrides, name="train")
+    train_cfg.task = cfg.task  # the layout the demos were recorded with
+    return train_cfg
+
+
+def run_policy_stage(cfg: DictConfig, reward: dict, out: Path) -> dict:
+    """PPO with PBRS(PRM) → export the artifact → roll it out through onnxruntime."""
+    from robo_reward.export import export_policy
+    from robo_reward.rollout import rollout
+    from robo_reward.train import train
+
+    run_dir = out / "policy"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    train_cfg = policy_config(cfg, reward, run_dir)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(train_cfg))
+    summary = train(train_cfg, run_dir)
+    artifact = out / "artifact"
+    export_policy(run_dir, artifact)
+    result = rollout(artifact, episodes=cfg.policy.rollout_episodes, seed=cfg.seed + 2000,
+                     video=out / "rollout.mp4")  # fmt: skip
+    kept = ("env_steps", "wall_time_s", "success_rate_last", "env_steps_to_90", "reward_hacking", "learning_curve")
+    return {
+        "train": {key: summary[key] for key in kept},
+        "rollout": result,
+        "artifact": str(artifact),
+    }
 
 
 def run_pipeline(overrides: list[str]) -> dict:
+    start = time.perf_counter()
     cfg = load_config(overrides)
     out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
     stats, frames, fps = run_expert(cfg)
     video = write_mp4(out / f"{cfg.task.name}_expert.mp4", frames, fps)
     reward = run_reward_stage(cfg, out)
-    bench = bench_sim(cfg.task.name, cfg.bench.num_envs, cfg.bench.steps, cfg.bench.rounds, cfg.seed)
-    report = {**stats, "video": str(video), **reward, "bench_sim": bench}
+    policy = run_policy_stage(cfg, reward, out) if cfg.policy.iterations > 0 else None
+    report = {**stats, "video": str(video), "prm": reward["prm"], "policy": policy}
+    if cfg.bench.rounds > 0:
+        from sim.bench import bench_sim
+
+        report["bench_sim"] = bench_sim(cfg.task.name, cfg.bench.num_envs, cfg.bench.steps, cfg.bench.rounds, cfg.seed)
     (out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(bench))
-    print(f"expert success {stats['expert_success_rate']:.1%} over {stats['episodes']} episodes; video {video}")
     prm = reward["prm"]
-    print(
-        f"PRM on held-out demos: VOC {prm['voc']:.3f}, success AUC {prm['success_auc']:.3f}; "
-        f"report {out / 'report.json'}"
-    )
-    return report
+    print(f"expert success {stats['expert_success_rate']:.1%} over {stats['episodes']} episodes; video {video}")
+    print(f"PRM on held-out demos: VOC {prm['voc']:.3f}, success AUC {prm['success_auc']:.3f}")
+    summary = {
+        "success_rate": policy["rollout"]["success_rate"] if policy else None,
+        "voc": prm["voc"],
+        "wall_s": round(time.perf_counter() - start, 1),
+        "artifact": policy["artifact"] if policy else None,
+    }
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    if policy:
+        rate = summary["success_rate"]
+        print(f"policy (PBRS with the PRM): rollout success {rate:.1%}; report {out / 'report.json'}")
+    print(json.dumps(summary))
+    return summary

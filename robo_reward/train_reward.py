@@ -22,7 +22,7 @@ from robo_reward.models.vlm import train_vlm
 def run(cfg: DictConfig) -> dict:
     out = Path(cfg.out)
     data = list(cfg.data) if isinstance(cfg.data, ListConfig) else [cfg.data]
-    model_cfg = OmegaConf.to_container(cfg.reward.model, resolve=True)
+    model_cfg = OmegaConf.to_container(cfg.reward.net, resolve=True)
     train = OmegaConf.to_container(cfg.reward.train, resolve=True)
     writer = SummaryWriter(log_dir=str(out / "tensorboard"))
 

@@ -11,6 +11,11 @@
 (= truncated, for rsl-rl) and ``reward_terms``: a dict of the raw dense terms. ``terminated`` marks
 true terminal states (success, a fallen robot); ``truncated`` marks the time limit only, where value
 bootstrapping and the shaping term γΦ(s') must be kept.
+
+With ``env.capture_final_frames = True`` (off by default, and free when off) ``step`` also renders the
+envs that ended before resetting them: ``info["final_frames"]`` uint8 (len(done), V, H, W, 3) from
+``env.cameras`` and ``info["final_ids"]`` int64 (len(done),), their env indices — what an image-based
+potential needs for Φ(s') of a truncated episode, whose last state is gone after the auto-reset.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ class BatchedEnv:
     ``episode_step`` (numpy int64 (N,), updated in place) counts the steps of each env's current
     episode; the time limit truncates when it reaches ``max_episode_steps``. Physics uses
     ``num_threads`` threads (default: one per core) — leave a core for a learner that shares the machine.
+    ``capture_final_frames`` (bool, default False) adds the pre-reset frames to ``step``'s info (module doc).
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class BatchedEnv:
         self.episode_step = np.zeros(self.num_envs, dtype=np.int64)
         self._rng = np.random.default_rng(seed)
         self._renderer: BatchRenderer | None = None
+        self.capture_final_frames = False
         self._obs = np.zeros((self.num_envs, task.obs_dim), dtype=np.float32)
         self._on_cpu = self.device.type == "cpu"
         # dense reward = weights · raw terms, with the weights from the task config (overridable)
@@ -117,6 +124,7 @@ class BatchedEnv:
         obs = task.observe()
         final_obs = obs
         done = np.flatnonzero(terminated | truncated)
+        captured = self._capture(done) if self.capture_final_frames else {}
         if len(done):
             final_obs = obs.copy()
             self._reset_envs(done)
@@ -131,6 +139,7 @@ class BatchedEnv:
             "final_obs": tensor(final_obs),
             "time_outs": tensor(truncated),
             "reward_terms": dict(zip(self._term_names, tensor(stacked), strict=True)),
+            **captured,
         }
         return tensor(obs), tensor(reward), tensor(terminated), tensor(truncated), info
 
@@ -181,6 +190,15 @@ class BatchedEnv:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
+    def _capture(self, done: np.ndarray) -> dict[str, torch.Tensor]:
+        """``final_frames`` (len(done), V, H, W, 3) and ``final_ids`` (len(done),) of the envs about to reset."""
+        if len(done):
+            frames = self.render(done)
+        else:
+            frames = torch.empty((0, len(self.cameras), *self.render_size, 3), dtype=torch.uint8)
+        ids = torch.from_numpy(done.astype(np.int64))
+        return {"final_frames": frames.to(self.device), "final_ids": ids.to(self.device)}
+
     def _reset_envs(self, ids: np.ndarray) -> None:
         for i in ids:
             self.physics.datas[i].time = 0.0

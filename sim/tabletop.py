@@ -10,6 +10,7 @@ ROS (JointTrajectory), so an exported policy needs no IK on the robot.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, ClassVar
 
 import mujoco
 import numpy as np
@@ -26,9 +27,47 @@ ACTION_DIM = NUM_ARM_JOINTS + 1
 # Gripper pointing straight down (found by IK) with the tool centre at (0.45, 0, 0.15).
 HOME_QPOS = np.array([0.0, 0.6698, 0.0133, 0.0, -0.6833, 0.0])
 MAX_JOINT_DELTA = 0.05  # rad per control step: 1 rad/s at 20 Hz
+ACTION_MODES = ("joint_delta", "ee_delta")
+EE_ACTION_DIM = 5  # dx, dy, dz, dyaw, gripper
+MAX_EE_STEP = 0.02  # m per control step for the tool centre point in ee_delta mode (0.4 m/s at 20 Hz)
+MAX_EE_YAW_STEP = 0.15  # rad per control step of gripper yaw in ee_delta mode
+EE_MIN_Z = 0.012  # m, lowest tcp target in ee_delta mode (the finger tips stay above the table)
 FINGER_OPEN = 0.04  # m per finger
 TCP_SITE = "tcp"
 CAMERAS = ("front", "side", "wrist")
+# ArmTask.arm_obs() entry by entry: the first 17 observation names of every arm task
+ARM_OBS_NAMES = (
+    *(f"{joint}_pos" for joint in ARM_JOINTS),
+    *(f"{joint}_vel" for joint in ARM_JOINTS),
+    *(f"{finger}_pos" for finger in FINGER_JOINTS),
+    "tcp_x",
+    "tcp_y",
+    "tcp_z",
+)
+GRIPPER_SEMANTICS = "the absolute gripper command: -1 fully open (8 cm between the fingers), +1 closed, linear between"
+# per action mode: the exported policy's spec.json text, and each action entry's name and scale (units per unit action)
+ACTION_SEMANTICS = {
+    "joint_delta": (
+        f"action[0:{NUM_ARM_JOINTS}] in [-1, 1] times scale (rad) is added each control step to the joint position "
+        f"targets (at reset: the measured joints), clipped to the joint limits; action[{NUM_ARM_JOINTS}] is "
+        + GRIPPER_SEMANTICS
+    ),
+    "ee_delta": (
+        "action[0:3] in [-1, 1] times scale (m) moves the tool centre point from its measured position (world frame, "
+        f"target z at least {EE_MIN_Z} m); action[3] times scale (rad) turns the downward-pointing gripper about "
+        "world z from its measured yaw; one damped-least-squares IK step on the same arm model turns this into "
+        "joint position targets, clipped to the joint limits (sim.tabletop.ArmTask.ee_to_joint_action); action[4] is "
+        + GRIPPER_SEMANTICS
+    ),
+}
+ACTION_ENTRIES = {
+    "joint_delta": [*((f"{joint}_target_delta", MAX_JOINT_DELTA) for joint in ARM_JOINTS), ("gripper", 1.0)],
+    "ee_delta": [
+        *((f"tcp_d{axis}", MAX_EE_STEP) for axis in "xyz"),
+        ("gripper_dyaw", MAX_EE_YAW_STEP),
+        ("gripper", 1.0),
+    ],
+}
 
 
 def load_scene(name: str) -> mujoco.MjModel:
@@ -146,6 +185,15 @@ class ArmTask(Task):
     act_dim = ACTION_DIM
     needs_kinematics = True
     scene: str
+    # the task's observe() entries after arm_obs(), in order: names for the exported policy's spec.json
+    task_obs_names: ClassVar[tuple[str, ...]]
+
+    def __init__(self, num_envs: int, config: dict[str, Any] | None = None) -> None:
+        super().__init__(num_envs, config)
+        self.action_mode = self.config.get("action_mode", "joint_delta")
+        if self.action_mode not in ACTION_MODES:
+            raise ValueError(f"action_mode must be one of {ACTION_MODES}, got {self.action_mode!r}")
+        self.act_dim = ACTION_DIM if self.action_mode == "joint_delta" else EE_ACTION_DIM
 
     def build_model(self) -> mujoco.MjModel:
         return load_scene(self.scene)
@@ -175,7 +223,24 @@ class ArmTask(Task):
         self.physics.ctrl[ids] = ctrl
 
     def apply_action(self, action: np.ndarray) -> None:
+        if self.action_mode == "ee_delta":
+            action = self.ee_to_joint_action(action)
         apply_action(self.physics.ctrl, action, self.lower, self.upper)
+
+    def ee_to_joint_action(self, action: np.ndarray) -> np.ndarray:
+        """ee_delta actions (N, 5) → joint-delta actions (N, 7) by one damped-least-squares IK step.
+
+        The tcp target is the measured tcp plus ``action[:, :3] * MAX_EE_STEP`` (kept above ``EE_MIN_Z``),
+        the gripper keeps pointing down at the measured yaw plus ``action[:, 3] * MAX_EE_YAW_STEP``; a robot
+        running an exported ee_delta policy applies the same step with the same arm model.
+        """
+        target = self.tcp + action[:, :3] * MAX_EE_STEP
+        target[:, 2] = np.maximum(target[:, 2], EE_MIN_Z)
+        yaw = self.tcp_yaw() + action[:, 3] * MAX_EE_YAW_STEP
+        jac, rot = self.jacobian(self.physics.datas)
+        rot_err = clip_norm(rotation_error(rot, yaw_matrix(yaw)), 0.3)
+        qpos = self.physics.qpos[:, self.arm_qpos]
+        return ik_action(jac, target - self.tcp, rot_err, qpos, self.physics.ctrl[:, :NUM_ARM_JOINTS], action[:, 4])
 
     @property
     def tcp(self) -> np.ndarray:
@@ -189,11 +254,33 @@ class ArmTask(Task):
 
     def servo_to(self, target: np.ndarray, yaw: np.ndarray, gripper: np.ndarray, max_step: float) -> np.ndarray:
         """Expert primitive: action moving the tcp toward ``target`` (N, 3) at gripper yaw ``yaw`` (N,)."""
-        jac, rot = self.jacobian(self.physics.datas)
         pos_err = clip_norm(target - self.tcp, max_step)
+        if self.action_mode == "ee_delta":  # the env runs the IK: hand it the tcp step and yaw change
+            action = np.empty((self.num_envs, EE_ACTION_DIM))
+            action[:, :3] = np.clip(pos_err / MAX_EE_STEP, -1.0, 1.0)
+            turn = (yaw - self.tcp_yaw() + np.pi) % (2 * np.pi) - np.pi
+            action[:, 3] = np.clip(turn / MAX_EE_YAW_STEP, -1.0, 1.0)
+            action[:, 4] = gripper
+            return action
+        jac, rot = self.jacobian(self.physics.datas)
         rot_err = clip_norm(rotation_error(rot, yaw_matrix(yaw)), 0.3)
         qpos = self.physics.qpos[:, self.arm_qpos]
         return ik_action(jac, pos_err, rot_err, qpos, self.physics.ctrl[:, :NUM_ARM_JOINTS], gripper)
+
+    def policy_interface(self) -> dict[str, Any]:
+        """Observation names, action semantics and the six arm joints' limits (see :meth:`Task.policy_interface`)."""
+        model = self.physics.model if self.physics is not None else self.build_model()
+        lower, upper = joint_limits(model)
+        return {
+            "observation_names": [*ARM_OBS_NAMES, *self.task_obs_names],
+            "action": {
+                "mode": self.action_mode,
+                "names": [name for name, _ in ACTION_ENTRIES[self.action_mode]],
+                "scale": [scale for _, scale in ACTION_ENTRIES[self.action_mode]],
+                "semantics": ACTION_SEMANTICS[self.action_mode],
+            },
+            "joints": {"names": list(ARM_JOINTS), "lower": lower.tolist(), "upper": upper.tolist()},
+        }
 
     def tcp_yaw(self) -> np.ndarray:
         """Current gripper yaw about world z (N,)."""

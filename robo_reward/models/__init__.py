@@ -1,17 +1,20 @@
 """Reward models: the process reward model (PRM) and the vision-language reward (VLM-RM).
 
-Every model follows one contract: ``model.progress(frames uint8 (B, V, H, W, 3), instruction) -> (B,)``
-in [0, 1]; ``model.save(dir)`` writes ``weights.safetensors`` + ``config.json``; :func:`load` rebuilds it.
+Every model implements :class:`~robo_reward.models.protocol.RewardModel`: ``model.progress(frames uint8
+(B, V, H, W, 3), instruction) -> (B,)`` in [0, 1], ``predict`` adds a success estimate, ``model.save(dir)``
+writes ``weights.safetensors`` + ``config.json``; :func:`load` rebuilds it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from robo_reward.models.checkpoint import CheckpointError, load_checkpoint
+from robo_reward.models.protocol import RewardModel
 
 
-def load(folder: str | Path):
+def load(folder: str | Path) -> RewardModel:
     """Rebuild a saved reward model from ``folder`` (no pickle is ever read)."""
     tensors, config = load_checkpoint(folder)
     kind = config["kind"]
@@ -26,4 +29,18 @@ def load(folder: str | Path):
     raise CheckpointError(f"{Path(folder) / 'config.json'}: unknown model kind {kind!r}")
 
 
-__all__ = ["CheckpointError", "load"]
+def load_reward_model(folder: str | Path, cameras: Sequence[str] | None = None) -> RewardModel:
+    """:func:`load`, plus one-line :class:`CheckpointError` s for what a caller with an env needs to know
+    first: ``folder`` is not a model folder, or the model needs cameras that ``cameras`` (what the env
+    renders) lacks — a model scored on fewer views than it was trained on degrades silently otherwise."""
+    if not Path(folder).is_dir():
+        raise CheckpointError(f"{folder}: no such reward-model folder")
+    model = load(folder)
+    if cameras is not None and any(camera not in cameras for camera in model.cameras):
+        raise CheckpointError(
+            f"reward model {folder} was trained on cameras {list(model.cameras)}; the env renders {list(cameras)}"
+        )
+    return model
+
+
+__all__ = ["CheckpointError", "RewardModel", "load", "load_reward_model"]

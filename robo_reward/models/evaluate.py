@@ -8,11 +8,12 @@ import numpy as np
 
 from robo_reward.data.reader import DemoReader
 from robo_reward.models.metrics import episode_metrics
+from robo_reward.models.protocol import RewardModel
 
 
-def predict_episodes(model, path: str | Path, batch: int = 512) -> dict:
+def predict_episodes(model: RewardModel, path: str | Path, batch: int = 512) -> dict:
     """Per-episode progress (T,) and final-frame success scores of ``model`` on ``path``."""
-    cameras = [c for c in model.config.cameras]
+    cameras = list(model.cameras)
     progress, success_scores, success, privileged = [], [], [], []
     with DemoReader(path) as reader:
         usable = [c for c in cameras if c in reader.cameras]
@@ -31,7 +32,7 @@ def predict_episodes(model, path: str | Path, batch: int = 512) -> dict:
             "privileged": privileged, "cameras": usable}  # fmt: skip
 
 
-def evaluate(model, path: str | Path, plot: str | Path | None = None, plot_episodes: int = 6) -> dict:
+def evaluate(model: RewardModel, path: str | Path, plot: str | Path | None = None, plot_episodes: int = 6) -> dict:
     preds = predict_episodes(model, path)
     metrics = episode_metrics(preds["progress"], preds["success_scores"], preds["success"], preds["privileged"])
     metrics["cameras"] = preds["cameras"]

@@ -1,6 +1,6 @@
 """Process reward model (PRM): task progress in [0, 1] from multi-view frames and an instruction.
 
-After Robo-Dopamine's GRM and Large Reward Models (see RESEARCH.md), kept lean enough to label
+After Robo-Dopamine's GRM and Large Reward Models, kept lean enough to label
 thousands of frames a second on a CPU:
 
 - one small CNN encodes every view (shared weights); a learned camera embedding tells views apart
@@ -106,7 +106,17 @@ class ProgressRewardModel(nn.Module):
         """How far B is ahead of A, in [-1, 1] (negative: B is behind)."""
         return torch.tanh(self.hop_head(torch.cat([h_a, h_b, h_b - h_a], dim=-1)).squeeze(-1))
 
-    # -- the reward-model contract ------------------------------------------------------------------
+    # -- the reward-model contract (robo_reward.models.protocol.RewardModel) -------------------------
+    resizes = False  # frames must be image_size square: the encoder's linear map fixes its input size
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.config.cameras)
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
     def task_id(self, instruction: str) -> int:
         try:
             return self.config.instructions.index(instruction)

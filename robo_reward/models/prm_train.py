@@ -1,6 +1,6 @@
 """Training the process reward model from demo files, resumable after a kill.
 
-Targets (RESEARCH.md): successful episodes give stage-based (or time-normalised) progress; every
+Targets: successful episodes give stage-based (or time-normalised) progress; every
 frame of a failed episode, and every frame of a successful one before its end (a temporally clipped
 prefix), is a negative for the success head; pairs of frames in either order train the hop head.
 """

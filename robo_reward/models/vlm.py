@@ -1,4 +1,4 @@
-"""Vision-language reward (VLM-RM, Rocamonde et al.; formula in RESEARCH.md) on open_clip models.
+"""Vision-language reward (VLM-RM, Rocamonde et al. 2023) on open_clip models.
 
     g = mean normalised embedding of the goal prompts, b = same for the baseline prompts,
     d = g - b,  P = d dᵀ / |d|²,  M = α P + (1 - α) I,  R(x) = 1 - ½ |(x̂ - g) M|²
@@ -98,7 +98,22 @@ class VLMReward(nn.Module):
         projected = alpha * along + (1 - alpha) * diff  # (x̂ - g) M, M symmetric
         return 1.0 - 0.5 * projected.pow(2).sum(-1)
 
-    # -- the reward-model contract ----------------------------------------------------------------
+    def success(self, image_emb: torch.Tensor, instruction: str) -> torch.Tensor:
+        """P(goal | image) in [0, 1] for unit image embeddings (N, E): CLIP's zero-shot classification
+        between the goal and the baseline prompts, at the model's own (learned) logit scale — the loss
+        :func:`finetune` trains. Unlike R, it asks "which caption fits", not "how close to the goal"."""
+        goal = self._mean_embedding(self.config.goals.get(instruction, [instruction]))
+        base = self._mean_embedding(self.config.baseline_prompts)
+        logits = self.clip.logit_scale.exp() * image_emb @ torch.stack([goal, base]).T
+        return torch.softmax(logits, dim=-1)[:, 0]
+
+    # -- the reward-model contract (robo_reward.models.protocol.RewardModel) ----------------------
+    resizes = True  # frames of any size are resized to the CLIP's input size (``image_size``)
+
+    @property
+    def cameras(self) -> list[str]:
+        return list(self.config.cameras)
+
     def check_frames(self, frames, cameras) -> tuple[torch.Tensor, list[str]]:
         frames = torch.as_tensor(frames)
         if frames.dtype != torch.uint8 or frames.ndim != 5 or frames.shape[-1] != 3:
@@ -110,7 +125,8 @@ class VLMReward(nn.Module):
 
     @torch.inference_mode()
     def predict(self, frames, instruction: str, cameras: list[str] | None = None, bf16: bool = False) -> dict:
-        """Progress (B,) = (R + 1) / 2 averaged over the views the reward uses; success = progress."""
+        """Progress (B,) = (R + 1) / 2 and success (B,) = P(goal | image), each averaged over the views
+        the reward uses."""
         frames, cameras = self.check_frames(frames, cameras)
         views = [v for v, cam in enumerate(cameras) if cam in self.config.cameras] or list(range(len(cameras)))
         batch = frames.shape[0]
@@ -118,7 +134,8 @@ class VLMReward(nn.Module):
             emb = self.encode_images(frames[:, views].flatten(0, 1)).float()
         r = self.reward(emb, instruction).view(batch, len(views)).mean(1)
         progress = ((r + 1.0) / 2.0).clamp(0.0, 1.0)
-        return {"progress": progress, "success": progress}
+        success = self.success(emb, instruction).view(batch, len(views)).mean(1)
+        return {"progress": progress, "success": success}
 
     def progress(self, frames, instruction: str, cameras: list[str] | None = None) -> torch.Tensor:
         self.eval()

@@ -6,8 +6,9 @@ observation, exposed here as the group ``"policy"`` — the group rsl-rl falls b
 missing from ``obs_groups`` (``conf/algo/ppo.yaml`` names it explicitly).
 
 Besides the contract, the adapter keeps an :class:`EpisodeLog` of every finished episode (return,
-length, success and the step it ended on) so a trainer can report learning curves per iteration
-without reading TensorBoard back.
+length, success, the step it ended on and the sum of every raw reward term, so shaping, potential
+and task reward stay separable) so a trainer can report learning curves per iteration without
+reading TensorBoard back.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class EpisodeLog:
     returns: list[float] = field(default_factory=list)  # undiscounted sum of the rewards given to the learner
     lengths: list[int] = field(default_factory=list)  # steps
     success: list[bool] = field(default_factory=list)  # the task's success flag at the last step
+    # per raw reward term (the env's ``info["reward_terms"]``, shaping terms included): its sum over each episode
+    term_sums: dict[str, list[float]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.end_step)
@@ -59,6 +62,7 @@ class RslRlVecEnv(VecEnv):
         self.episodes = EpisodeLog()
         self._episode_return = torch.zeros(self.num_envs, device=self.device)
         self._episode_length = torch.zeros(self.num_envs, dtype=torch.int64, device=self.device)
+        self._term_sums: dict[str, torch.Tensor] = {}
         self._obs = self._group(env.observation)
 
     @property
@@ -81,19 +85,27 @@ class RslRlVecEnv(VecEnv):
         where an episode ended), ``rewards`` float32 (N,), ``dones`` int64 (N,) — 1 where the episode
         ended by termination or time limit — and ``extras`` with ``"time_outs"`` bool (N,) (time limit
         only, so rsl-rl bootstraps the value there) and ``"log"``: ``"/reward/<term>"`` the batch mean
-        of each raw (unweighted) reward term, and ``"/success"`` the success rate of the episodes that
-        ended this step, present only when some did.
+        of each raw (unweighted) reward term, and, present only when some episode ended this step,
+        ``"/success"`` the success rate of those episodes and ``"/episode/<term>"`` the mean of each
+        term's sum over them.
         """
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         done = terminated | truncated
         self.num_steps += 1
         self._episode_return += rewards
         self._episode_length += 1
-        log = {f"/reward/{name}": value.mean() for name, value in info["reward_terms"].items()}
+        terms = info["reward_terms"]
+        log = {f"/reward/{name}": value.mean() for name, value in terms.items()}
+        for name, value in terms.items():
+            total = self._term_sums.get(name)
+            self._term_sums[name] = value.float().clone() if total is None else total.add_(value)
         if done.any():
             success = info["success"][done]
             log["/success"] = success.float().mean()
-            self._record_episodes(done, success)
+            ids = done.nonzero().squeeze(1)
+            for name, total in self._term_sums.items():
+                log[f"/episode/{name}"] = total[ids].mean()
+            self._record_episodes(ids, success)
         self._obs = self._group(obs)
         extras = {"time_outs": truncated, "log": log}
         return self._obs, rewards, done.long(), extras
@@ -101,14 +113,18 @@ class RslRlVecEnv(VecEnv):
     def close(self) -> None:
         self.env.close()
 
-    def _record_episodes(self, done: torch.Tensor, success: torch.Tensor) -> None:
-        """Append the episodes that ended this step (mask ``done`` bool (N,)) to :attr:`episodes`."""
-        ids = done.nonzero().squeeze(1)
+    def _record_episodes(self, ids: torch.Tensor, success: torch.Tensor) -> None:
+        """Append the episodes that ended this step (env indices ``ids`` int64) to :attr:`episodes`."""
         log = self.episodes
         log.end_step.extend([self.num_steps] * len(ids))
         log.returns.extend(self._episode_return[ids].tolist())
         log.lengths.extend(self._episode_length[ids].tolist())
         log.success.extend(success.tolist())
+        for name, total in self._term_sums.items():
+            # a term first seen after some episodes ended has no sum for them: pad so lists stay aligned
+            sums = log.term_sums.setdefault(name, [0.0] * (len(log.end_step) - len(ids)))
+            sums.extend(total[ids].tolist())
+            total[ids] = 0.0
         self._episode_return[ids] = 0.0
         self._episode_length[ids] = 0
 

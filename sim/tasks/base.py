@@ -100,6 +100,16 @@ class Task(ABC):
         """Batched scripted expert action (N, act_dim) for the current state."""
         raise NotImplementedError(f"task {self.name!r} has no scripted expert")
 
+    def policy_interface(self) -> dict[str, Any]:
+        """What a robot needs to drive an exported policy (``robo-reward export`` writes it into spec.json).
+
+        ``observation_names``: obs_dim strings, one per :meth:`observe` entry in order; ``action``: ``mode``
+        (str), ``names`` and ``scale`` (act_dim each: physical units per unit action) and ``semantics`` (text);
+        ``joints``: ``names``, ``lower``, ``upper`` (rad) of the joints the actions drive. Plain JSON data;
+        works before the task is bound to physics.
+        """
+        raise NotImplementedError(f"task {self.name!r} does not describe its policy interface")
+
 
 def merge_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Recursively merge ``overrides`` into a copy of ``defaults``; unknown keys are an error."""

@@ -34,21 +34,24 @@ class PushCube(ArmTask):
         return {
             "substeps": 10,  # 10 x 5 ms physics = 20 Hz control
             "max_episode_steps": 150,
+            "action_mode": "joint_delta",  # joint_delta: joint target deltas; ee_delta: tcp deltas, IK in the env
             "success_radius": 0.03,  # m, cube centre to goal in the table plane
             "terminate_on_success": True,
             "init_joint_noise": 0.1,  # rad
             "cube_low": [0.38, -0.12],  # m, cube start region on the table
             "cube_high": [0.52, 0.12],
-            "goal_distance": [0.08, 0.18],  # m, goal placed this far from the cube, any direction
+            "goal_distance": [0.08, 0.18],  # m, goal placed this far from the cube
+            "goal_angle": [-np.pi, np.pi],  # rad, direction cube -> goal, 0 = +x (away from the robot)
             "goal_low": [0.32, -0.2],  # m, goals are kept inside this box
             "goal_high": [0.60, 0.2],
             "contact_distance": 0.05,  # m, tcp to pre-push point counting as contact stage
             "cube_rgba": [0.9, 0.1, 0.1, 1.0],  # a visual variant changes this (reward models see it)
+            "tanh_scale": 10.0,  # 1/m, sharpness k of the bounded distance terms 1 - tanh(k d)
             "reward": {
-                "tcp_to_cube": 0.5,  # -|tcp - cube|
-                "cube_to_goal": 2.0,  # -|cube - goal| in the table plane
+                "reach": 1.0,  # 1 - tanh(k |tcp - pre-push point|): get behind the cube, fingers low
+                "place": 2.0,  # 1 - tanh(k |cube - goal|) in the table plane, while the tcp is in pushing position
                 "success": 5.0,  # 1 when the cube is on the goal
-                "action_l2": 0.01,  # -|a|^2
+                "action_l2": 0.0,  # -|a|^2
             },
             "expert_max_step": 0.02,  # m per control step
             "expert_push_step": 0.012,  # m per control step while pushing
@@ -92,7 +95,7 @@ class PushCube(ArmTask):
         goal = np.empty_like(cube_xy)
         todo = np.arange(len(cube_xy))
         while len(todo):
-            angle = rng.uniform(-np.pi, np.pi, size=len(todo))
+            angle = rng.uniform(*cfg["goal_angle"], size=len(todo))
             dist = rng.uniform(*cfg["goal_distance"], size=len(todo))
             goal[todo] = cube_xy[todo] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
             todo = todo[~((goal[todo] >= low) & (goal[todo] <= high)).all(axis=1)]
@@ -121,6 +124,12 @@ class PushCube(ArmTask):
         pre[:, 2] = CUBE_HALF
         return pre
 
+    task_obs_names = (  # observe()'s entries after the arm's, in order (the exported policy's spec.json)
+        *("cube_x", "cube_y", "cube_z", "cube_qw", "cube_qx", "cube_qy", "cube_qz", "goal_x", "goal_y", "goal_z"),
+        *("cube_minus_tcp_x", "cube_minus_tcp_y", "cube_minus_tcp_z"),
+        *("goal_minus_cube_x", "goal_minus_cube_y", "goal_minus_cube_z"),
+    )
+
     def observe(self) -> np.ndarray:
         cube_quat = self.physics.qpos[:, self.cube_qpos + 3 : self.cube_qpos + 7]
         parts = [*self.arm_obs(), self.cube, cube_quat, self.goal, self.cube - self.tcp, self.goal - self.cube]
@@ -137,9 +146,10 @@ class PushCube(ArmTask):
         self._approach_dist = np.sqrt(np.einsum("ij,ij->i", to_pre, to_pre) + (CUBE_HALF - tcp[:, 2]) ** 2)
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
+        k = self.config["tanh_scale"]
         return {
-            "tcp_to_cube": -self._tcp_cube,
-            "cube_to_goal": -self._cube_goal,
+            "reach": 1.0 - np.tanh(k * self._approach_dist),
+            "place": (1.0 - np.tanh(k * self._cube_goal)) * (self._approach_dist < self.config["contact_distance"]),
             "success": (self._cube_goal < self.config["success_radius"]).astype(np.float64),
             "action_l2": -np.einsum("ij,ij->i", action, action),
         }

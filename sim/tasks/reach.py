@@ -24,6 +24,7 @@ class Reach(ArmTask):
         return {
             "substeps": 10,  # 10 x 5 ms physics = 20 Hz control
             "max_episode_steps": 100,
+            "action_mode": "joint_delta",  # joint_delta: joint target deltas; ee_delta: tcp deltas, IK in the env
             "success_radius": 0.02,  # m, tcp to target
             "terminate_on_success": True,
             "init_joint_noise": 0.1,  # rad, uniform around home
@@ -52,6 +53,11 @@ class Reach(ArmTask):
 
     def after_reset(self, ids: np.ndarray) -> None:
         self.start_distance[ids] = row_norm(self.target[ids] - self.tcp[ids])
+
+    task_obs_names = (  # observe()'s entries after the arm's, in order (the exported policy's spec.json)
+        *("target_x", "target_y", "target_z"),
+        *("target_minus_tcp_x", "target_minus_tcp_y", "target_minus_tcp_z"),
+    )
 
     def observe(self) -> np.ndarray:
         return np.concatenate([*self.arm_obs(), self.target, self.target - self.tcp], axis=1).astype(np.float32)

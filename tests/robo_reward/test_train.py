@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from tensordict import TensorDict
 import sim
 from robo_reward.config import task_config
 from robo_reward.rl import EpisodeLog, RslRlVecEnv
-from robo_reward.train import iteration_history
+from robo_reward.train import iteration_history, steps_to
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 STEPS_PER_ENV = 24  # conf/algo/ppo.yaml num_steps_per_env
@@ -78,12 +79,23 @@ def test_iteration_history_buckets_episodes_by_rollout():
         returns=[-1.0, 3.0, 2.0, 7.0],
         lengths=[5, 24, 25, 47],
         success=[False, True, True, False],
+        term_sums={"task": [0.0, 1.0, 1.0, 0.0]},
     )
     history = iteration_history(episodes, steps_per_iteration=24, iterations=4)
     assert [row["episodes"] for row in history] == [2, 1, 1, 0]
     assert history[0]["mean_return"] == 1.0 and history[0]["success_rate"] == 0.5
+    assert history[0]["task_return"] == 0.5  # the task term alone, apart from shaping
     assert history[2]["mean_return"] == 7.0 and history[2]["success_rate"] == 0.0
     assert history[3]["mean_return"] is None and history[3]["success_rate"] is None
+    assert [row["episodes"] for row in iteration_history(episodes, 24, 4, start=2)] == [0, 1, 1, 0]
+
+
+def test_steps_to_rate_needs_a_full_batch_of_episodes():
+    rows = [{"episodes": 1, "successes": 1, "env_steps": 100}, {"episodes": 4, "successes": 3, "env_steps": 200},
+            {"episodes": 4, "successes": 4, "env_steps": 300}, {"episodes": 4, "successes": 4, "env_steps": 400}]
+    assert steps_to(rows, 0.9, "env_steps", min_episodes=1) == 100  # one lucky episode
+    assert steps_to(rows, 0.9, "env_steps", min_episodes=8) == 400  # 7/8 at 300, 8/8 at 400
+    assert steps_to(rows, 0.9, "env_steps", min_episodes=100) is None
 
 
 @pytest.mark.parametrize("task", ["reach", "push_cube", "ant"])
@@ -97,19 +109,22 @@ def test_config_composes_and_task_overrides_reach_sim(task):
 
 def test_reward_weight_ablation_is_one_override():
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        cfg = compose("train", overrides=["task.reward.success=10"])
+        cfg = compose("train", overrides=["task=reach", "task.reward.success=10"])
     with sim.make(cfg.task.name, config=task_config(cfg.task)) as env:
         assert env.task.config["reward"]["success"] == 10
         assert env.task.config["reward"]["distance"] == 1.0  # the other weights keep their defaults
 
 
 def test_robo_train_writes_checkpoint_and_summary(tmp_path):
-    summary = run_train(tmp_path, "task=reach", "iterations=3", "num_envs=16", timeout=300)
+    summary = run_train(tmp_path, "task=reach", "iterations=3", "num_envs=16", "eval_video.steps=5", timeout=300)
     assert summary["task"] == "reach" and summary["iterations"] == 3
     assert summary["env_steps"] == 3 * STEPS_PER_ENV * 16
     assert len(summary["history"]) == 3 and summary["wall_time_s"] > 0
+    assert [row["env_steps"] for row in summary["history"]] == [k * STEPS_PER_ENV * 16 for k in (1, 2, 3)]
+    assert (tmp_path / "learning_curve.png").stat().st_size > 10_000 and (tmp_path / "eval.mp4").exists()
+    assert summary["reward_hacking"]["flagged"] is False
 
-    checkpoint = torch.load(tmp_path / "model_final.pt", weights_only=False)
+    checkpoint = torch.load(tmp_path / "model_final.pt", weights_only=True)
     assert {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} <= set(checkpoint)
     assert checkpoint["infos"]["config"]["task"]["name"] == "reach"
     assert list(tmp_path.glob("events.out.tfevents.*")), "no TensorBoard log"
@@ -144,3 +159,91 @@ def test_ppo_learns_reach(tmp_path):
     assert last_return > first_return + 20.0
     assert last_success >= 0.9 and last_success > first_success + 0.5
     assert summary["success_rate_last"] >= 0.9
+
+
+def compose_train(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        return compose("train", overrides=list(overrides))
+
+
+def test_cli_refusal_is_one_line_exit_2_and_leaves_no_run_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "robo_reward.train", "task=reach", "reward=prm", "shaping=pbrs",
+           "reward.model=/nonexistent/prm", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert lines == ["robo-train: error: reward.model=/nonexistent/prm: no such folder"], proc.stderr[-2000:]
+    assert not run_dir.exists(), sorted(p.name for p in run_dir.rglob("*"))
+
+
+def save_tiny_prm(folder: Path, cameras: list[str]) -> Path:
+    from robo_reward.models.prm import PRMConfig, ProgressRewardModel
+
+    ProgressRewardModel(PRMConfig(cameras=cameras, instructions=["reach"], channels=[4, 8])).save(folder)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["reward=prm", "shaping=pbrs", "reward.model=/nonexistent/prm"], "reward.model=/nonexistent/prm: no such"),
+        (["reward=sparse", "shaping=pbrs", "shaping.gamma=0.9"], "differs from the learner's"),
+        (["iterations=abc"], "iterations=abc: must be a positive integer"),
+        (["num_envs=0"], "num_envs=0: must be a positive integer"),
+        (["shaping=pbrs", "shaping.potential=magic"], "shaping.potential=magic: must be one of"),
+        (["reward=prm", "shaping=pbrs", "shaping.potential=model", "reward.model=OTHER_CAMERAS"], "cameras"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, overrides, expected):
+    from robo_reward.train import train
+
+    model = save_tiny_prm(tmp_path / "prm_top", ["front", "top"])  # "top" is no camera of reach
+    overrides = [o.replace("OTHER_CAMERAS", str(model)) for o in overrides]
+    cfg = compose_train("task=reach", "iterations=2", "num_envs=4", *overrides)
+    with pytest.raises(ValueError) as error:
+        train(cfg, tmp_path / "run")
+    message = str(error.value)
+    assert expected in message and "\n" not in message
+    assert not (tmp_path / "run").exists()
+
+
+def test_killed_training_resumes_step_counter_and_optimiser(tmp_path):
+    """SIGKILL after the second chunk, resume: history, env steps and Adam's step count continue."""
+    run = tmp_path / "run"
+    common = ["task=reach", "num_envs=16", "chunk_iterations=2", "eval_video.steps=0", "progress_bar=false"]
+    cmd = [sys.executable, "-m", "robo_reward.train", *common, "iterations=40", f"hydra.run.dir={run}"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    state = run / "train_state.json"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            if state.exists() and json.loads(state.read_text())["iterations_done"] >= 4:
+                break
+            time.sleep(0.05)
+        proc.kill()
+    finally:
+        proc.wait()
+    done = json.loads(state.read_text())["iterations_done"]
+    assert 4 <= done < 40, "the run was not killed mid-way"
+
+    summary = run_train(run, *common, "iterations=10", f"resume={run}", timeout=300)
+    assert summary["iterations"] == 10 and summary["env_steps"] == 10 * STEPS_PER_ENV * 16
+    assert [row["iteration"] for row in summary["history"]] == list(range(10))
+    assert [row["env_steps"] for row in summary["history"]] == [k * STEPS_PER_ENV * 16 for k in range(1, 11)]
+    optimiser = torch.load(run / "model_final.pt", weights_only=True)["optimizer_state_dict"]
+    updates_per_iteration = 5 * 4  # conf/algo/ppo.yaml: learning epochs x mini-batches
+    steps = {float(state["step"]) for state in optimiser["state"].values()}
+    assert steps == {10 * updates_per_iteration}, "Adam's state restarted instead of continuing"
+
+
+def test_pbrs_with_privileged_potential_learns_reach(tmp_path):
+    """Sparse reward + PBRS(simulator progress) on reach: success of the first episodes vs the last iterations."""
+    summary = run_train(tmp_path, "task=reach", "reward=sparse", "shaping=pbrs", "task.terminate_on_success=false",
+                        "iterations=40", "num_envs=64", "eval_video.steps=0", timeout=600)  # fmt: skip
+    history = summary["history"]
+    first = sum(r["successes"] for r in history[:5]) / max(1, sum(r["episodes"] for r in history[:5]))
+    last = summary["success_rate_last"]
+    print(f"reach, sparse + PBRS(privileged): first episodes {first:.2f} success, last iterations {last:.2f}")
+    assert last >= 0.3 and last > first + 0.3  # measured: 0.00-0.09 -> 0.46-0.53 in 40 iterations
+    assert summary["shaping"] == "pbrs" and summary["potential"] == "privileged"

@@ -52,7 +52,7 @@ def add_common_arguments(
     fps_default=None,
     instruction_required: bool = False,
 ) -> None:
-    """The flags every importer shares (see DESIGN.md, "Commands")."""
+    """The flags every importer shares."""
     parser.add_argument("--out", required=True, help="demo file to write (replaced atomically unless --append)")
     parser.add_argument("--instruction", required=instruction_required, default="", help="language instruction")
     parser.add_argument("--task", default="imported", help="task name stored in the file (default: imported)")
