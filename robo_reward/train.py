@@ -211,8 +211,11 @@ def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHac
             chunk = min(cfg.chunk_iterations, cfg.iterations - state.iterations_done)
             seen = len(vec_env.episodes)
             start = time.perf_counter()
+            # a fresh run starts every env at a random step of its first episode, so episodes end spread
+            # over the iterations instead of all at once (every iteration then has episodes to report)
+            spread = state.iterations_done == 0
             with contextlib.redirect_stdout(io.StringIO()):  # rsl-rl's per-iteration console report
-                runner.learn(num_learning_iterations=chunk)
+                runner.learn(num_learning_iterations=chunk, init_at_random_ep_len=spread)
             runner.current_learning_iteration = state.iterations_done + chunk  # rsl-rl leaves it one short
             elapsed = time.perf_counter() - start
             rows = iteration_rows(vec_env.episodes, seen, state, chunk, cfg.algo.num_steps_per_env, cfg.num_envs,

@@ -156,11 +156,17 @@ class DistilledPotential:
         """Label a random ``num_envs`` of ``env``'s current states with ``model`` (rendered views), add them
         to the replay, and take ``steps`` Adam steps. Returns the number labelled, the replay size and the
         last loss."""
+        with torch.inference_mode(False), torch.enable_grad():  # called from inside rsl-rl's rollout
+            return self._refresh(env, model, num_envs, steps)
+
+    def _refresh(self, env, model: RewardModel, num_envs: int, steps: int) -> dict:
         views = check_env_for_model(model, env)
         ids = torch.randperm(env.num_envs, generator=self._generator)[: max(1, min(num_envs, env.num_envs))]
         instruction = self.config.instruction or env.instruction
         target = score_frames(model, instruction, env.render(ids.numpy()), views)
-        obs = env.observation[ids.to(env.device)].float().cpu()
+        # clones: tensors made under inference mode (the env's, the model's) cannot take part in autograd
+        obs = env.observation[ids.to(env.device)].float().cpu().clone()
+        target = target.clone()
         self._set_normaliser(obs)
         self._online.add(obs, target)
         return {"labelled": len(ids), "replay": len(self._demo_obs) + self._online.size, "loss": self._train(steps)}

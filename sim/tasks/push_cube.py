@@ -27,30 +27,32 @@ class PushCube(ArmTask):
         "the gripper pushes the red cube toward the green goal",
         "the red cube is on the green goal",
     )
-    obs_dim = 33  # arm (17) + cube pos (3) + cube quat (4) + goal (3) + cube - tcp (3) + goal - cube (3)
+    obs_dim = 36  # arm (17) + cube pos (3) + quat (4) + goal (3) + cube - tcp (3) + pre-push - tcp (3) + goal - cube (3)
 
     @staticmethod
     def default_config() -> dict[str, Any]:
         return {
             "substeps": 10,  # 10 x 5 ms physics = 20 Hz control
-            "max_episode_steps": 150,
+            "max_episode_steps": 100,
             "action_mode": "joint_delta",  # joint_delta: joint target deltas; ee_delta: tcp deltas, IK in the env
-            "success_radius": 0.03,  # m, cube centre to goal in the table plane
-            "terminate_on_success": True,
+            "success_radius": 0.05,  # m, cube centre to goal in the table plane
+            # False: an episode runs to its time limit and success is judged at its last step, so a policy must
+            # bring the cube there and keep it there; every reward term is >= 0 and nothing pays for ending early
+            "terminate_on_success": False,
             "init_joint_noise": 0.1,  # rad
             "cube_low": [0.38, -0.12],  # m, cube start region on the table
             "cube_high": [0.52, 0.12],
             "goal_distance": [0.08, 0.18],  # m, goal placed this far from the cube
-            "goal_angle": [-np.pi, np.pi],  # rad, direction cube -> goal, 0 = +x (away from the robot)
+            "goal_angle": [-0.4, 0.4],  # rad, direction cube -> goal, 0 = +x (away from the robot); [-pi, pi]: any
             "goal_low": [0.32, -0.2],  # m, goals are kept inside this box
             "goal_high": [0.60, 0.2],
-            "contact_distance": 0.05,  # m, tcp to pre-push point counting as contact stage
+            "contact_distance": 0.05,  # m, tcp to pre-push point counting as contact stage (and gating "place")
             "cube_rgba": [0.9, 0.1, 0.1, 1.0],  # a visual variant changes this (reward models see it)
             "tanh_scale": 10.0,  # 1/m, sharpness k of the bounded distance terms 1 - tanh(k d)
-            "reward": {
-                "reach": 1.0,  # 1 - tanh(k |tcp - pre-push point|): get behind the cube, fingers low
-                "place": 2.0,  # 1 - tanh(k |cube - goal|) in the table plane, while the tcp is in pushing position
-                "success": 5.0,  # 1 when the cube is on the goal
+            "reward": {  # staged and bounded: at most 1 per step
+                "reach": 0.25,  # 1 - tanh(k |tcp - pre-push point|): fingers low behind the cube
+                "place": 0.25,  # 1 - tanh(k |cube - goal|) in the table plane, while the tcp is in pushing position
+                "success": 0.5,  # 1 while the cube is on the goal
                 "action_l2": 0.0,  # -|a|^2
             },
             "expert_max_step": 0.02,  # m per control step
@@ -127,12 +129,16 @@ class PushCube(ArmTask):
     task_obs_names = (  # observe()'s entries after the arm's, in order (the exported policy's spec.json)
         *("cube_x", "cube_y", "cube_z", "cube_qw", "cube_qx", "cube_qy", "cube_qz", "goal_x", "goal_y", "goal_z"),
         *("cube_minus_tcp_x", "cube_minus_tcp_y", "cube_minus_tcp_z"),
+        *("tcp_to_pre_push_x", "tcp_to_pre_push_y", "tcp_to_pre_push_z"),
         *("goal_minus_cube_x", "goal_minus_cube_y", "goal_minus_cube_z"),
     )
 
     def observe(self) -> np.ndarray:
         cube_quat = self.physics.qpos[:, self.cube_qpos + 3 : self.cube_qpos + 7]
-        parts = [*self.arm_obs(), self.cube, cube_quat, self.goal, self.cube - self.tcp, self.goal - self.cube]
+        tcp = self.tcp
+        # where the fingers must be to push the cube goalward (what "reach" rewards), relative to them
+        to_pre = self._pre_push_point() - tcp
+        parts = [*self.arm_obs(), self.cube, cube_quat, self.goal, self.cube - tcp, to_pre, self.goal - self.cube]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def update(self) -> None:

@@ -1,4 +1,4 @@
-"""The main job end to end, small: expert episodes filmed to mp4, a report, the sim benchmark."""
+"""The main job end to end, small: expert video, demos, PRM, PPO with PBRS(distilled PRM), export, rollout."""
 
 import json
 
@@ -26,13 +26,28 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
             "reward.num_demos=6",
             "reward.heldout_demos=4",
             "reward.steps=20",
+            "policy.num_envs=8",
+            "policy.iterations=2",
+            "policy.video_steps=5",
+            "policy.rollout_episodes=4",
         ]
     )
     assert code == 0
+    printed = capsys.readouterr().out
+    summary = json.loads(printed.strip().splitlines()[-1])  # the last line is summary.json
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"success_rate", "voc", "wall_s", "artifact"}
+    assert 0.0 <= summary["success_rate"] <= 1.0 and summary["wall_s"] > 0
+    assert (out / "artifact" / "policy.onnx").exists() and (out / "artifact" / "spec.json").exists()
+    spec = json.loads((out / "artifact" / "spec.json").read_text())
+    assert spec["task"] == "reach" and len(spec["observation"]["names"]) == spec["observation"]["dim"]
     report = json.loads((out / "report.json").read_text())
     assert report["task"] == "reach" and report["episodes"] >= 4
     assert report["expert_success_rate"] >= 0.75
     assert report["bench_sim"]["num_envs"] == 4
+    policy = report["policy"]
+    assert policy["rollout"]["episodes"] == 4 and policy["train"]["env_steps"] == 2 * 24 * 8
+    assert (out / "policy" / "learning_curve.png").exists() and (out / "policy" / "eval.mp4").exists()
     video = iio.imread(out / "reach_expert.mp4")
     assert video.shape[1:] == (2 * 64, 3 * 64, 3)  # 2 envs as rows, 3 cameras as columns
     assert len(video) >= report["mean_episode_length"]
@@ -41,8 +56,6 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
     assert len(iio.imread(out / "heldout_demo0_labelled.mp4")) > 0
     with DemoReader(out / "demos_heldout.h5") as reader:
         assert reader.label_models() == ["prm"] and len(reader) == 4
-    printed = capsys.readouterr().out
-    assert any(json.loads(line).get("task") == "reach" for line in printed.splitlines() if line.startswith("{"))
 
 
 def test_tile_views_layout():

@@ -38,6 +38,9 @@ CAMERAS = ("front", "wrist")
 SUCCESS_RADIUS = 0.03  # m: the sparse reward below is "the cube is within 3 cm of the goal", read from obs
 
 
+SCALE = 10.0  # conf/shaping/pbrs.yaml's k
+
+
 def _success(obs: torch.Tensor) -> torch.Tensor:
     """1 where the cube is on the goal: the last 3 obs entries are goal - cube (table plane: the first two)."""
     return (obs[:, -3:-1].norm(dim=1) < SUCCESS_RADIUS).float()
@@ -52,13 +55,13 @@ def _shaped(phi, gamma: float):
 
     def reward(s, a, s_next):
         terminal, terminal_next = _success(s).bool(), _success(s_next).bool()
-        return shaped_reward(_sparse(s, a, s_next), phi(s) * ~terminal, phi(s_next), terminal_next, gamma)
+        return shaped_reward(_sparse(s, a, s_next), phi(s) * ~terminal, phi(s_next), terminal_next, gamma, SCALE)
 
     return reward
 
 
 def _direct(phi):
-    return lambda s, a, s_next: direct_reward(_sparse(s, a, s_next), phi(s_next))
+    return lambda s, a, s_next: direct_reward(_sparse(s, a, s_next), phi(s_next), SCALE)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +192,7 @@ def test_terminal_potential_is_zero_and_truncation_keeps_gamma_phi():
 
 def test_shaped_rewards_are_the_formula_on_a_real_rollout():
     gamma, scale = 0.97, 3.0
-    env = sim.make("push_cube", num_envs=16, seed=1, config={"max_episode_steps": 60})
+    env = sim.make("push_cube", num_envs=16, seed=1, config={"max_episode_steps": 60, "terminate_on_success": True})
     with ShapedEnv(env, PrivilegedPotential(), mode="pbrs", gamma=gamma, learner_gamma=gamma, scale=scale) as shaped:
         assert torch.equal(shaped.phi, env.privileged()["progress"])
         ended = {"terminated": 0, "truncated": 0}
@@ -264,7 +267,8 @@ def test_distilled_potential_fits_demos_refreshes_and_round_trips(demos, distill
     before = {k: v.clone() for k, v in potential.net.state_dict().items()}
     for _ in range(6):
         phi = shaped.phi.clone()
-        _, reward, terminated, _, info = shaped.step(shaped.expert())
+        with torch.inference_mode():  # as inside rsl-rl's rollout, where the refreshes happen
+            _, reward, terminated, _, info = shaped.step(shaped.expert())
         terms = info["reward_terms"]
         assert torch.allclose(reward, shaped_reward(terms["task"], phi, terms["potential"], terminated, 0.99))
         assert torch.allclose(shaped.phi, potential.current(env))  # recomputed after each refresh

@@ -247,3 +247,15 @@ def test_pbrs_with_privileged_potential_learns_reach(tmp_path):
     print(f"reach, sparse + PBRS(privileged): first episodes {first:.2f} success, last iterations {last:.2f}")
     assert last >= 0.3 and last > first + 0.3  # measured: 0.00-0.09 -> 0.46-0.53 in 40 iterations
     assert summary["shaping"] == "pbrs" and summary["potential"] == "privileged"
+
+
+def test_multirun_sweeps_seeds_and_shaping(tmp_path):
+    cmd = [sys.executable, "-m", "robo_reward.train", "-m", "task=reach", "reward=sparse", "seed=0,1",
+           "shaping=none,pbrs", "iterations=1", "num_envs=4", "eval_video.steps=0", "progress_bar=false",
+           f"hydra.sweep.dir={tmp_path}"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    runs = sorted(p.parent.name for p in tmp_path.glob("*/train_summary.json"))
+    assert runs == ["0_sparse_none_seed0", "1_sparse_pbrs_seed0", "2_sparse_none_seed1", "3_sparse_pbrs_seed1"]
+    summary = json.loads((tmp_path / "3_sparse_pbrs_seed1" / "train_summary.json").read_text())
+    assert (summary["seed"], summary["shaping"], summary["potential"]) == (1, "pbrs", "privileged")
