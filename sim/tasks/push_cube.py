@@ -27,7 +27,7 @@ class PushCube(ArmTask):
         "the gripper pushes the red cube toward the green goal",
         "the red cube is on the green goal",
     )
-    obs_dim = 36  # arm (17) + cube pos (3) + quat (4) + goal (3) + cube - tcp (3) + pre-push - tcp (3) + goal - cube (3)
+    obs_dim = 36  # arm (17) + cube pos (3) + quat (4) + goal (3) + cube - tcp (3) + to pre-push (3) + goal - cube (3)
 
     @staticmethod
     def default_config() -> dict[str, Any]:
