@@ -66,6 +66,7 @@ class TrainRun:
     algo: dict[str, Any]  # rsl-rl train_cfg: actor, critic, algorithm, obs_groups, ...
     checkpoint: Path
     state: dict[str, Any]  # the checkpoint's dict: actor_state_dict, iter, ...
+    code: dict[str, Any] | None = None  # {"commit", "dirty"} of the code that trained it, if the run recorded it
 
 
 class OnnxPolicy(nn.Module):
@@ -153,7 +154,8 @@ def read_run(run_dir: Path) -> TrainRun:
         raise ExportError(f"{path}: key 'task' is {summary['task']!r}, unknown; known tasks: {known}")
     checkpoint = run_dir / Path(summary["checkpoint"]).name
     state = read_checkpoint(checkpoint)
-    return TrainRun(run_dir, summary["task"], summary["task_config"], algo, checkpoint, state)
+    code = summary.get("code") if isinstance(summary.get("code"), dict) else None
+    return TrainRun(run_dir, summary["task"], summary["task_config"], algo, checkpoint, state, code)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -225,8 +227,13 @@ def export_onnx(actor: MLPModel, obs_dim: int, path: Path) -> None:
 
 
 def make_spec(run: TrainRun, interface: dict[str, Any], obs_dim: int, act_dim: int, rate: float) -> dict[str, Any]:
-    """spec.json's content (see :mod:`robo_reward.artifact`); ``interface`` from the task's policy_interface."""
-    commit, dirty = git_state(REPO)
+    """spec.json's content (see :mod:`robo_reward.artifact`); ``interface`` from the task's policy_interface.
+
+    The commit is the one the run was trained with (recorded in its summary), else the exporting code's."""
+    if run.code and run.code.get("commit"):
+        commit, dirty = run.code["commit"], run.code.get("dirty")
+    else:
+        commit, dirty = git_state(REPO)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

@@ -313,6 +313,9 @@ def run_title(cfg: DictConfig) -> str:
 
 
 def summarise(cfg: DictConfig, config: dict, state: TrainState, watch: RewardHackingWatch, video) -> dict:
+    from robo_reward.export import REPO, git_state
+
+    commit, dirty = git_state(REPO)
     history = state.history
     last = history[-cfg.summary_iterations :]
     last_episodes = sum(row["episodes"] for row in last)
@@ -337,6 +340,7 @@ def summarise(cfg: DictConfig, config: dict, state: TrainState, watch: RewardHac
         "wall_s_to_90": steps_to(history, 0.9, "wall_s", cfg.num_envs),
         "reward_hacking": watch.summary(),
         "checkpoint": CHECKPOINT,
+        "code": {"commit": commit, "dirty": dirty},  # what `robo-reward export` writes into spec.json
         "learning_curve": CURVE,
         "video": video["out"] if video else None,
         "config": config,

@@ -7,7 +7,9 @@ Variants (one ``robo-train`` config each, trained under the same wall-clock budg
 - ``pbrs_privileged``: sparse + PBRS with the simulator's own progress as Φ (the ideal potential);
 - ``pbrs_prm``: sparse + PBRS with a process reward model trained here from recorded demo video,
   distilled into a state network (the potential the stack is for);
-- ``direct_prm``: sparse + the same progress used directly as reward (the "semantic trap").
+- ``direct_prm``: sparse + the same progress used directly as reward (the "semantic trap");
+- ``pbrs_prm_rendered`` (only when asked for): ``pbrs_prm`` with the PRM scoring frames rendered every
+  step instead of the distilled network — its env steps per second are what distilling buys.
 
 The PRM is trained once before the runs (record → train → label), outside the budget; its setup time is
 reported. Per run the benchmark reports the success rate of its final iterations and the env steps and
@@ -33,8 +35,11 @@ VARIANTS: dict[str, list[str]] = {
     "pbrs_privileged": ["reward=sparse", "shaping=pbrs", "shaping.potential=privileged"],
     "pbrs_prm": ["reward=prm", "shaping=pbrs"],
     "direct_prm": ["reward=prm", "shaping=direct"],
+    # not in the default set: the same PRM scored on frames rendered every step (what distilling saves)
+    "pbrs_prm_rendered": ["reward=prm", "shaping=pbrs", "shaping.potential=model"],
 }
-NEEDS_MODEL = ("pbrs_prm", "direct_prm")
+DEFAULT_VARIANTS = ("sparse", "dense", "pbrs_privileged", "pbrs_prm", "direct_prm")
+NEEDS_MODEL = ("pbrs_prm", "direct_prm", "pbrs_prm_rendered")
 
 
 def prepare_reward_model(task: str, out: Path, seed: int, num_demos: int = 64, steps: int = 800) -> dict[str, Any]:
@@ -64,7 +69,7 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
     """Train every variant × seed for ``budget_min`` minutes of training time; return the JSON report."""
     from robo_reward.train import train
 
-    names = variants or list(VARIANTS)
+    names = variants or list(DEFAULT_VARIANTS)
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; available: {', '.join(VARIANTS)}")
@@ -76,7 +81,7 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
             prepared = {"model": model, "demos": demos, "setup_s": 0.0}
         else:
             prepared = prepare_reward_model(task, out, seed=0)
-    results, histories = [], []
+    results, histories = [], {}
     for name in names:
         for seed in range(seeds):
             overrides = [f"task={task}", *VARIANTS[name], f"seed={seed}", f"num_envs={num_envs}",
@@ -95,9 +100,10 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
                 "wall_s_to_90": summary["wall_s_to_90"],
                 "env_steps": summary["env_steps"],
                 "wall_s": summary["wall_time_s"],
+                "env_steps_per_s": summary["env_steps_per_s"],
                 "reward_hacking": summary["reward_hacking"]["flagged"],
             })  # fmt: skip
-            histories.append({"variant": name, "seed": seed, "history": summary["history"]})
+            histories[(name, seed)] = summary["history"]
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     plot = out / "bench_learn.png"
     plot_comparison(histories, plot)

@@ -123,6 +123,7 @@ def test_robo_train_writes_checkpoint_and_summary(tmp_path):
     assert [row["env_steps"] for row in summary["history"]] == [k * STEPS_PER_ENV * 16 for k in (1, 2, 3)]
     assert (tmp_path / "learning_curve.png").stat().st_size > 10_000 and (tmp_path / "eval.mp4").exists()
     assert summary["reward_hacking"]["flagged"] is False
+    assert summary["code"]["commit"] is None or len(summary["code"]["commit"]) == 40  # export puts it in spec.json
 
     checkpoint = torch.load(tmp_path / "model_final.pt", weights_only=True)
     assert {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} <= set(checkpoint)

@@ -1,0 +1,31 @@
+"""`robo-reward bench learn`: every variant x seed trains under the budget and the report has its fields."""
+
+import json
+
+from robo_reward.cli import main
+
+
+def test_bench_learn_reports_each_variant_and_seed(tmp_path, capsys):
+    out = tmp_path / "bench"
+    code = main(["bench", "learn", "--task", "reach", "--budget-min", "0.02", "--seeds", "2", "--num-envs", "8",
+                 "--variants", "sparse,pbrs_privileged", "--out", str(out), "--json"])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)  # --json: one object on stdout
+    assert (report["task"], report["budget_min"]) == ("reach", 0.02)
+    rows = report["results"]
+    assert [(r["variant"], r["seed"]) for r in rows] == [("sparse", 0), ("sparse", 1), ("pbrs_privileged", 0),
+                                                         ("pbrs_privileged", 1)]  # fmt: skip
+    for row in rows:
+        assert {"success_rate", "env_steps_to_90", "wall_s_to_90"} <= set(row)
+        assert row["env_steps"] >= 10 * 24 * 8 and row["wall_s"] > 0  # at least one chunk of 10 iterations
+    assert (out / "bench_learn.png").stat().st_size > 10_000
+    assert json.loads((out / "bench_learn.json").read_text()) == report
+    summary = json.loads((out / "pbrs_privileged" / "seed1" / "train_summary.json").read_text())
+    assert summary["shaping"] == "pbrs" and summary["seed"] == 1
+
+
+def test_bench_learn_refuses_unknown_variants(tmp_path, capsys):
+    code = main(["bench", "learn", "--variants", "sparse,magic", "--out", str(tmp_path / "b")])
+    assert code == 2
+    assert "unknown variants ['magic']" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
