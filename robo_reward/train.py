@@ -177,6 +177,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     finally:
         vec_env.close()
     summary = summarise(cfg, config, state, watch, video)
+    summary["potential_fit"] = getattr(potential, "fit_report", None)  # the distilled Φ against held-out demo labels
     (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
