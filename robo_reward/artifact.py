@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from robo_reward.jsonfile import read_json_object
+
 SPEC_FILE = "spec.json"
 ONNX_FILE = "policy.onnx"
 ARTIFACT_FILES = frozenset({SPEC_FILE, ONNX_FILE})
@@ -122,14 +124,7 @@ def load_artifact(path: str | Path, check_task: bool = True) -> PolicyArtifact:
 
 def read_spec(path: Path) -> dict[str, Any]:
     """Parse and check ``spec.json`` on its own (keys, types, consistent dims); no ONNX, no simulator."""
-    if not path.is_file():
-        raise ArtifactError(f"{path}: missing (an artifact is {ONNX_FILE} + {SPEC_FILE})")
-    try:
-        spec = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(spec, dict):
-        raise ArtifactError(f"{path}: must hold a JSON object, got {type(spec).__name__}")
+    spec = read_json_object(path, ArtifactError, f"an artifact is {ONNX_FILE} + {SPEC_FILE}")
     for key, types in REQUIRED.items():
         value = _lookup(spec, key, path)
         if not isinstance(value, types) or isinstance(value, bool):

@@ -42,7 +42,8 @@ from robo_reward.artifact import (
     SPEC_FILE,
     load_artifact,
 )
-from robo_reward.data.writer import fsync_dir
+from robo_reward.data.writer import fsync_dir, pid_alive
+from robo_reward.jsonfile import read_json_object
 from robo_reward.rl.vec_env import OBS_GROUP
 
 SUMMARY = "train_summary.json"
@@ -135,14 +136,9 @@ def read_run(run_dir: Path) -> TrainRun:
     if not run_dir.is_dir():
         raise ExportError(f"{run_dir}: no such run folder (expected {SUMMARY} and the checkpoint it names)")
     path = run_dir / SUMMARY
-    if not path.is_file():
-        raise ExportError(f"{path}: missing (is {run_dir} a robo-train run folder?)")
-    try:
-        summary = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{path}: not valid JSON ({exc})") from None
+    summary = read_json_object(path, ExportError, f"is {run_dir} a robo-train run folder?")
     for key, kind in (("task", str), ("task_config", dict), ("checkpoint", str), ("config", dict)):
-        if not isinstance(summary, dict) or key not in summary:
+        if key not in summary:
             raise ExportError(f"{path}: missing key {key!r}")
         if not isinstance(summary[key], kind):
             raise ExportError(f"{path}: key {key!r} must be a {kind.__name__}")
@@ -314,18 +310,8 @@ def _remove_stale_temps(out: Path) -> None:
     """Delete temp folders of exports to ``out`` whose process is gone (killed mid-export)."""
     for tmp in out.parent.glob(f".{out.name}.*.tmp"):
         pid = tmp.name[len(out.name) + 2 : -4]
-        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _publish_folder(tmp: Path, out: Path) -> None:

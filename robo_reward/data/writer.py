@@ -246,11 +246,12 @@ def remove_stale_temps(path: Path) -> None:
     """Delete temp files of writers to ``path`` whose process is gone (killed mid-write)."""
     for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
         pid = tmp.name[len(path.name) + 2 : -4]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             tmp.unlink(missing_ok=True)
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a temp file named after a dead writer can be removed)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -27,6 +27,7 @@ import torch
 from rsl_rl.runners import OnPolicyRunner
 
 from robo_reward.data.writer import publish, remove_stale_temps
+from robo_reward.jsonfile import read_json_object
 from robo_reward.rl.vec_env import EpisodeLog
 
 STATE_FILE = "train_state.json"
@@ -184,14 +185,9 @@ class TrainState:
     def load(cls, run_dir: str | Path, iteration: int | None = None) -> TrainState:
         """Read ``run_dir/train_state.json``; with ``iteration`` (a loaded checkpoint's), check they agree."""
         path = Path(run_dir) / STATE_FILE
-        if not path.is_file():
-            raise ResumeError(f"{path}: missing (this run saved no training state to resume from)")
-        try:
-            raw = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ResumeError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(raw, dict) or raw.get("version") != STATE_VERSION:
-            version = raw.get("version") if isinstance(raw, dict) else None
+        raw = read_json_object(path, ResumeError, "this run saved no training state to resume from")
+        if raw.get("version") != STATE_VERSION:
+            version = raw.get("version")
             raise ResumeError(f"{path}: not a version-{STATE_VERSION} training state (version {version!r})")
         fields = {key: _field(raw, key, kind, path) for key, kind in STATE_FIELDS.items()}
         state = cls(**fields, episodes=_episode_log(raw.get("episodes"), path))
