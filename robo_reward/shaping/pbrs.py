@@ -151,69 +151,13 @@ class ShapedEnv:
         self._phi = self.potential.current(self.env)
         return obs
 
-    # -- the rest of the env contract, unchanged ---------------------------------------------------
-    @property
-    def num_envs(self) -> int:
-        return self.env.num_envs
-
-    @property
-    def obs_dim(self) -> int:
-        return self.env.obs_dim
-
-    @property
-    def act_dim(self) -> int:
-        return self.env.act_dim
-
-    @property
-    def max_episode_steps(self) -> int:
-        return self.env.max_episode_steps
-
-    @property
-    def episode_step(self) -> np.ndarray:
-        """The env's own int64 (N,) array: writes go through (rsl-rl's random episode starts)."""
-        return self.env.episode_step
-
-    @property
-    def task(self):
-        return self.env.task
-
-    @property
-    def cameras(self) -> tuple[str, ...]:
-        return self.env.cameras
-
-    @property
-    def device(self) -> torch.device:
-        return self.env.device
-
-    @property
-    def dt(self) -> float:
-        return self.env.dt
-
-    @property
-    def instruction(self) -> str:
-        return self.env.instruction
-
-    @property
-    def observation(self) -> torch.Tensor:
-        return self.env.observation
-
-    def render(self, ids=None) -> torch.Tensor:
-        return self.env.render(ids)
-
-    def expert(self, obs: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
-        return self.env.expert(obs)
-
-    def privileged(self) -> dict[str, torch.Tensor]:
-        return self.env.privileged()
-
-    def close(self) -> None:
-        self.env.close()
-
+    # -- the rest of the env contract (num_envs, obs_dim, act_dim, episode_step, task, cameras, render,
+    # expert, privileged, close, ...) is the wrapped env's own, forwarded by __getattr__ ------------------
     def __enter__(self) -> ShapedEnv:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.close()
+        self.env.close()
 
     def __getattr__(self, name: str) -> Any:
         if name == "env":  # not yet set (during __init__ or unpickling): no recursion
