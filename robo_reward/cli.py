@@ -6,7 +6,8 @@ import argparse
 import importlib
 import json
 import sys
-from pathlib import Path
+
+from robo_reward.app import guarded
 
 IMPORTERS = ("video", "rosbag", "lerobot")
 
@@ -119,8 +120,16 @@ def _info_tasks() -> None:
         )
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the house rule for mistakes: one line (no usage block), exit code 2."""
+
+    def error(self, message: str):
+        print(f"{self.prog}: error: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="robo-reward", description=__doc__)
+    parser = _Parser(prog="robo-reward", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
@@ -170,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     lab = sub.add_parser("label", help="write a reward model's progress into a demo file (resumable)")
     lab.add_argument("file")
     lab.add_argument("--model", required=True, help="checkpoint folder (weights.safetensors + config.json)")
-    lab.add_argument("--name", default=None, help="label group name (default: the model folder's name)")
+    lab.add_argument("--name", default=None,
+                     help="label group name (default: the model's name in its config.json, else its folder's)")
     lab.add_argument("--batch", type=int, default=512)
     lab.add_argument("--bf16", action="store_true", help="bfloat16 inference (fast on CPUs with AMX)")
 
@@ -202,53 +212,83 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--video", default=None, help="mp4 of the first 4 envs, every camera at 256 px")
     ro.add_argument("--json", action="store_true", help="print one JSON object")
 
-    pipeline = sub.add_parser("pipeline", help="the main job (Hydra overrides key=value)")
+    pipeline = sub.add_parser("pipeline", help="the main job (Hydra: overrides key=value, --cfg job, --help)")
     pipeline.add_argument("overrides", nargs="*")
     return parser
 
 
+# what Ctrl-C leaves behind, per command (every writer publishes its output atomically or resumes it)
+KEPT = {
+    "record": "the output file is unchanged (episodes are published when recording ends)",
+    "import": "the output file is unchanged",
+    "label": "labels of finished episodes are kept in the file; the same command resumes",
+    "export": "no artifact was published",
+    "rollout": "nothing was written",
+    "view": "no video was written",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pipeline"]:  # a Hydra app: its own flags (--cfg job, --help, -m) and overrides
+        from robo_reward.pipeline import main as pipeline
+
+        return _exit_code(lambda: pipeline(argv[1:]))
     try:
-        if args.command == "bench":
-            _print(_bench(args), args.json)
-        elif args.command == "info":
-            _info(args)
-        elif args.command == "record":
-            _record(args)
-        elif args.command == "import":
-            module = importlib.import_module(f"robo_reward.data.importers.{args.kind}")
-            summary = module.run(args)
-            print(f"imported {summary['episodes']} episodes into {summary['file']}")
-            for note in summary.get("notes", []):
-                print(f"note: {note}")
-        elif args.command == "label":
-            from robo_reward.label import label
-            from robo_reward.models import load
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help (0) or a malformed command line (2, one line already printed)
+        return stop.code if isinstance(stop.code, int) else 0
+    kept = KEPT.get(args.command, "nothing was written")
+    return _exit_code(lambda: _run(args), f"robo-reward {args.command}", lambda: kept)
 
-            name = args.name or Path(args.model).resolve().name
-            summary = label(args.file, load(args.model), name, args.batch, args.bf16)
-            print(f"labelled {summary['episodes']} episodes ({summary['frames']} frames) as /labels/{name}")
-        elif args.command == "eval":
-            from robo_reward.models import load
-            from robo_reward.models.evaluate import evaluate
 
-            _print(evaluate(load(args.model), args.demos, args.plot), args.json)
-        elif args.command == "export":
-            _export(args)
-        elif args.command == "rollout":
-            _rollout(args)
-        elif args.command in ("validate", "view"):
-            _demo_file(args)
-        elif args.command == "pipeline":
-            from robo_reward.pipeline import run_pipeline
-
-            run_pipeline(args.overrides)
-    except (ValueError, KeyError, OSError) as exc:  # DemoFileError is a ValueError; OSError: disk, permissions
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        print(f"robo-reward {args.command}: error: {message}", file=sys.stderr)
-        return 2
+def _exit_code(body, prog: str | None = None, kept=None) -> int:
+    """Run ``body`` under :func:`guarded` and return the exit code instead of leaving the interpreter."""
+    try:
+        if prog is None:
+            body()
+        else:
+            with guarded(prog, kept):
+                body()
+    except SystemExit as stop:
+        return stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 2)
     return 0
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "bench":
+        _print(_bench(args), args.json)
+    elif args.command == "info":
+        _info(args)
+    elif args.command == "record":
+        _record(args)
+    elif args.command == "import":
+        module = importlib.import_module(f"robo_reward.data.importers.{args.kind}")
+        summary = module.run(args)
+        print(f"imported {summary['episodes']} episodes into {summary['file']}")
+        for note in summary.get("notes", []):
+            print(f"note: {note}")
+    elif args.command == "label":
+        from robo_reward.app import readable_demo_file
+        from robo_reward.label import label
+        from robo_reward.models import load_reward_model, model_name
+
+        readable_demo_file(args.file, "FILE")
+        name = args.name or model_name(args.model)
+        summary = label(args.file, load_reward_model(args.model), name, args.batch, args.bf16)
+        print(f"labelled {summary['episodes']} episodes ({summary['frames']} frames) as /labels/{name} "
+              f"in {args.file}")  # fmt: skip
+    elif args.command == "eval":
+        from robo_reward.models import load
+        from robo_reward.models.evaluate import evaluate
+
+        _print(evaluate(load(args.model), args.demos, args.plot), args.json)
+    elif args.command == "export":
+        _export(args)
+    elif args.command == "rollout":
+        _rollout(args)
+    elif args.command in ("validate", "view"):
+        _demo_file(args)
 
 
 if __name__ == "__main__":

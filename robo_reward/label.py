@@ -15,6 +15,7 @@ the file is never seen half-written and its frames are never rewritten.
 
 from __future__ import annotations
 
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -25,6 +26,7 @@ import shutil
 import signal
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from pathlib import Path
@@ -200,7 +202,8 @@ class _Lanes:
         self._conns, self._procs = [], []
         for _ in range(lanes - 1):
             parent, child = context.Pipe()
-            proc = context.Process(target=_lane, args=(child, self._work), daemon=True, name="robo-reward-label")
+            proc = context.Process(target=_lane, args=(child, self._work, os.getpid()), daemon=True,
+                                   name="robo-reward-label")  # fmt: skip
             proc.start()
             child.close()
             self._conns.append(parent)
@@ -301,8 +304,30 @@ class _LaneWork:
             self._reader = None
 
 
-def _lane(conn, work: _LaneWork) -> None:
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """End this lane when ``parent`` dies, SIGKILL included. The pipe cannot tell: a lane forked later
+    holds a copy of the caller's end, so no EOF arrives. Linux: the kernel's parent-death signal; elsewhere
+    a thread that watches ``getppid()``."""
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl")
+    except (OSError, AttributeError):
+        def watch() -> None:
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(1)
+
+        threading.Thread(target=watch, daemon=True, name="label-parent-watch").start()
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+def _lane(conn, work: _LaneWork, parent: int) -> None:
     """A forked lane's loop: for each chunk it is sent, reply ("ok", progress) or ("error", exception)."""
+    _die_with(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the caller's to handle; it then closes the pipe
     torch.set_num_threads(1)  # before any torch op: the caller's OpenMP threads do not exist here
     while True:

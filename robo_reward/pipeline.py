@@ -14,11 +14,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 import sim
+from robo_reward.app import UsageError, check_overrides, compose_config, discard_empty_run, guarded, hydra_app
 from robo_reward.config import task_config
 from robo_reward.data.record import RecordConfig, record
 from robo_reward.data.view import view
@@ -27,13 +27,35 @@ from robo_reward.models.evaluate import evaluate
 from robo_reward.models.prm_train import PRMTrainConfig, train_prm
 from robo_reward.video import tile_views, write_mp4
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 SUMMARY = "summary.json"
 
 
 def load_config(overrides: list[str], name: str = "pipeline") -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        return compose(config_name=name, overrides=overrides)
+    return compose_config(name, overrides)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Refuse, before the first stage, what would fail in a later one."""
+    if cfg.task.name not in sim.TASKS:
+        raise UsageError(f"task={cfg.task.name}: unknown task; known: {', '.join(sorted(sim.TASKS))}")
+    positive = {"num_envs": cfg.num_envs, "episodes": cfg.episodes, "video_envs": cfg.video_envs,
+                "reward.num_demos": cfg.reward.num_demos, "reward.heldout_demos": cfg.reward.heldout_demos,
+                "reward.steps": cfg.reward.steps, "policy.num_envs": cfg.policy.num_envs,
+                "policy.rollout_episodes": cfg.policy.rollout_episodes}  # fmt: skip
+    for key, value in positive.items():
+        if not isinstance(value, int) or value < 1:
+            raise UsageError(f"{key}={value}: must be a positive integer")
+    if cfg.res < 16:
+        raise UsageError(f"res={cfg.res}: must be at least 16 pixels")
+    if not 0.0 <= cfg.reward.failure_rate <= 1.0:
+        raise UsageError(f"reward.failure_rate={cfg.reward.failure_rate}: must be in [0, 1]")
+    if not isinstance(cfg.policy.iterations, int) or cfg.policy.iterations < 0:
+        raise UsageError(f"policy.iterations={cfg.policy.iterations}: must be an integer ≥ 0 (0: no policy stage)")
+    if cfg.policy.iterations:
+        from robo_reward.train import check_config as check_train
+
+        check_overrides("train", list(cfg.policy.overrides))
+        check_train(policy_config(cfg, {"model": None, "demos": "demos.h5"}, check_files=False))
 
 
 def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
@@ -90,7 +112,7 @@ def run_reward_stage(cfg: DictConfig, out: Path) -> dict:
             "demos": str(train), "model": str(out / "prm")}  # fmt: skip
 
 
-def policy_config(cfg: DictConfig, reward: dict, run_dir: Path) -> DictConfig:
+def policy_config(cfg: DictConfig, reward: dict, check_files: bool = True) -> DictConfig:
     """``robo-train``'s config for the policy stage: the pipeline's task, sparse reward + PBRS(distilled PRM)."""
     pc = cfg.policy
     overrides = [
@@ -106,6 +128,9 @@ def policy_config(cfg: DictConfig, reward: dict, run_dir: Path) -> DictConfig:
     ]
     train_cfg = load_config(overrides, name="train")
     train_cfg.task = cfg.task  # the layout the demos were recorded with
+    if not check_files:  # checked before the stages that write them: only the config's values count
+        train_cfg.reward.model = None
+        train_cfg.shaping.potential = "privileged" if train_cfg.shaping.mode != "none" else train_cfg.shaping.potential
     return train_cfg
 
 
@@ -117,7 +142,7 @@ def run_policy_stage(cfg: DictConfig, reward: dict, out: Path) -> dict:
 
     run_dir = out / "policy"
     run_dir.mkdir(parents=True, exist_ok=True)
-    train_cfg = policy_config(cfg, reward, run_dir)
+    train_cfg = policy_config(cfg, reward)
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(train_cfg))
     summary = train(train_cfg, run_dir)
     artifact = out / "artifact"
@@ -132,9 +157,9 @@ def run_policy_stage(cfg: DictConfig, reward: dict, out: Path) -> dict:
     }
 
 
-def run_pipeline(overrides: list[str]) -> dict:
+def run_pipeline(cfg: DictConfig) -> dict:
     start = time.perf_counter()
-    cfg = load_config(overrides)
+    check_config(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     stats, frames, fps = run_expert(cfg)
@@ -162,3 +187,16 @@ def run_pipeline(overrides: list[str]) -> dict:
         print(f"policy (PBRS with the PRM): rollout success {rate:.1%}; report {out / 'report.json'}")
     print(json.dumps(summary))
     return summary
+
+
+def job(cfg: DictConfig) -> None:
+    out = Path(cfg.out)
+    def kept() -> str:
+        discard_empty_run(out)
+        return f"the finished stages' files are kept in {out}" if out.is_dir() else "nothing was kept"
+
+    with guarded("robo-reward pipeline", kept, on_error=lambda: discard_empty_run(out)):
+        run_pipeline(cfg)
+
+
+main = hydra_app("robo-reward pipeline", "pipeline", job)

@@ -19,25 +19,25 @@ import contextlib
 import io
 import json
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rsl_rl.runners import OnPolicyRunner
 
 import sim
+from robo_reward import runs
+from robo_reward.app import UsageError, compose_config, discard_empty_run, guarded, hydra_app
 from robo_reward.config import task_config
 from robo_reward.rl import EpisodeLog, RslRlVecEnv
-from robo_reward.rl.checkpoint import ResumeError, TrainState, resume, save_runner_checkpoint
+from robo_reward.rl.checkpoint import STATE_FILE, TrainState, resume, save_runner_checkpoint
 from robo_reward.rl.curves import plot_learning_curves
 from robo_reward.rl.watch import RewardHackingWatch
-from robo_reward.shaping import ShapedEnv, ShapingError, build_potential
+from robo_reward.shaping import ShapedEnv, build_potential
 from sim.env import REWARD_MODES
 
 CHECKPOINT = "model_final.pt"
@@ -48,7 +48,7 @@ SHAPING_MODES = ("none", "pbrs", "direct")
 POTENTIALS = ("privileged", "model", "distilled")
 
 
-class TrainConfigError(ValueError):
+class TrainConfigError(UsageError):
     """A bad configuration or input, found before any training: reported as one line, exit code 2."""
 
 
@@ -143,9 +143,31 @@ def wrap_reward(env, cfg: DictConfig, model):
     return shaped, potential
 
 
+# keys a resumed run may change: how long it runs, how it reports, where it computes
+RESUMABLE_KEYS = ("iterations", "resume", "max_wall_s", "progress_bar", "eval_video", "keep_checkpoints",
+                  "chunk_iterations", "summary_iterations", "device", "torch_threads")  # fmt: skip
+
+
+def run_identity(cfg: DictConfig) -> dict[str, Any]:
+    """The config that shapes the policy, and fingerprints of the reward model and demos it reads."""
+    config = OmegaConf.to_container(cfg, resolve=True)
+    for key in RESUMABLE_KEYS:
+        config.pop(key, None)
+    config.get("reward", {}).pop("model", None)  # a path: its content is fingerprinted instead
+    config.get("shaping", {}).get("distill", {}).pop("demos", None)
+    inputs = {"reward.model": cfg.reward.model}
+    if cfg.shaping.mode != "none" and cfg.shaping.potential == "distilled":
+        inputs.update({f"shaping.distill.demos[{i}]": path for i, path in enumerate(cfg.shaping.distill.demos)})
+    return runs.identity(config, inputs)
+
+
 def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train a policy as ``cfg`` says, writing checkpoints, curves and the summary into ``run_dir``."""
     check_config(cfg)
+    ident = run_identity(cfg)
+    if cfg.resume:
+        runs.check_same_run(run_dir, ident, "a resumed run keeps its config and inputs (start a new run instead)")
+    runs.save(run_dir, ident)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
     model = load_model(cfg)
@@ -366,33 +388,44 @@ def steps_to(history: list[dict], rate: float, key: str, min_episodes: int) -> f
     return None
 
 
-@hydra.main(config_path="../conf", config_name="train", version_base=None)
-def main(cfg: DictConfig) -> None:
-    run_dir = Path(cfg.resume) if cfg.resume else Path(HydraConfig.get().runtime.output_dir)
-    fresh = not cfg.resume
-    try:
+def resumed_config(cfg: DictConfig) -> DictConfig:
+    """A resumed run's config: the overrides it was started with, then this command's (``resume=RUN``
+    alone continues the run as it was; a changed key that shapes the policy is then refused)."""
+    run_dir = Path(cfg.resume)
+    if not run_dir.is_dir():
+        raise TrainConfigError(f"resume={run_dir}: no such run folder")
+    recorded = run_dir / ".hydra" / "overrides.yaml"
+    if not recorded.is_file():
+        return cfg
+    started = [o for o in OmegaConf.load(recorded) if not str(o).startswith("resume=")]
+    now = list(HydraConfig.get().overrides.task)
+    return compose_config("train", [*started, *now])
+
+
+def job(cfg: DictConfig) -> None:
+    hydra_dir = Path(HydraConfig.get().runtime.output_dir)  # a resumed run leaves this one empty: removed
+    if cfg.resume:
+        with guarded("robo-train", on_error=lambda: discard_empty_run(hydra_dir)):
+            cfg = resumed_config(cfg)
+    run_dir = Path(cfg.resume) if cfg.resume else hydra_dir
+
+    def kept() -> str:
+        if (run_dir / STATE_FILE).is_file():
+            return f"the run is resumable: robo-train resume={run_dir}"
+        discard_empty_run(hydra_dir)
+        return "no checkpoint was written yet"
+
+    with guarded("robo-train", kept, on_error=lambda: discard_empty_run(hydra_dir)):
         summary = train(cfg, run_dir)
-    except (TrainConfigError, ShapingError, ResumeError, ValueError, FileNotFoundError) as error:
-        if fresh:
-            discard_empty_run(Path(HydraConfig.get().runtime.output_dir))
-        print(f"robo-train: error: {error}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"robo-train: interrupted; resume with resume={run_dir}", file=sys.stderr)
-        sys.exit(130)
-    if not fresh:  # the run continued in its own folder: Hydra's new one holds only its config record
-        discard_empty_run(Path(HydraConfig.get().runtime.output_dir))
+    discard_empty_run(hydra_dir)
     print(
         f"trained {summary['task']} for {summary['iterations']} iterations ({summary['env_steps']} env steps, "
         f"{summary['env_steps_per_s']:.0f} steps/s); success over the last {summary['summary_iterations']} "
-        f"iterations: {summary['success_rate_last']}; wrote {run_dir / CHECKPOINT} and {run_dir / SUMMARY}"
+        f"iterations: {summary['success_rate_last']}; run folder {run_dir} ({CHECKPOINT}, {SUMMARY})"
     )
 
 
-def discard_empty_run(run_dir: Path) -> None:
-    """Remove a run folder that holds nothing but Hydra's own config record (a refused run writes nothing)."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(run_dir)
+main = hydra_app("robo-train", "train", job)
 
 
 if __name__ == "__main__":

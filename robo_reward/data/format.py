@@ -148,6 +148,8 @@ def _validate_open(path: str | Path, f: h5py.File) -> dict:
     for extra in data:
         if not DEMO_PATTERN.match(extra):
             raise DemoFileError(path, "unexpected entry (episodes are demo_<i>)", key=f"/data/{extra}")
+    if not names:  # nothing to train or label on: refused here rather than deep inside a trainer
+        raise DemoFileError(path, "no episodes (/data/demo_<i>)", key="/data")
     frames, image_size = 0, None
     for name in names:
         with reading(path, name):

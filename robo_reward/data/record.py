@@ -39,6 +39,28 @@ class RecordConfig:
     task_config: dict | None = None
     progress_bar: bool = True
 
+    def check(self) -> None:
+        """Refuse what cannot give a demo file, before the simulator starts (one-line ``ValueError``)."""
+        if self.task not in sim.TASKS:
+            raise ValueError(f"--task {self.task}: unknown task; known: {', '.join(sorted(sim.TASKS))}")
+        for flag, value in (("--num-demos", self.num_demos), ("--num-envs", self.num_envs)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{flag} {value}: must be at least 1")
+        if not 0.0 <= self.failure_rate <= 1.0:
+            raise ValueError(f"--failure-rate {self.failure_rate}: must be in [0, 1]")
+        if not 0.0 <= self.noise:
+            raise ValueError(f"--noise {self.noise}: must be ≥ 0")
+        if self.res < 16:
+            raise ValueError(f"--res {self.res}: must be at least 16 pixels")
+        out = Path(self.out)
+        if out.is_dir() or str(self.out).endswith(("/", "\\")):
+            raise ValueError(f"--out {self.out}: is a folder; give a file path (e.g. {out / 'demos.h5'})")
+        if self.cameras is not None:
+            known = sim.TASKS[self.task].cameras
+            unknown = [camera for camera in self.cameras if camera not in known]
+            if unknown or not self.cameras:
+                raise ValueError(f"--cameras {','.join(self.cameras)}: {self.task} has cameras {', '.join(known)}")
+
 
 class _Buffer:
     """One env's episode in progress."""
@@ -66,6 +88,7 @@ class _Buffer:
 
 def record(cfg: RecordConfig) -> dict:
     """Record ``cfg.num_demos`` episodes into ``cfg.out``; returns a summary."""
+    cfg.check()
     env = sim.make(
         cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, cameras=cfg.cameras, render_size=(cfg.res, cfg.res),
         config=cfg.task_config,

@@ -116,6 +116,8 @@ class DemoWriter:
     ) -> None:
         self.path = Path(path)
         self.cameras = list(cameras)
+        if self.path.is_dir():  # found now, not after recording everything into a file that cannot be renamed
+            raise DemoFileError(self.path, "is a folder; the output must be a file path (e.g. demos/push.h5)")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temps(self.path)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
@@ -198,7 +200,11 @@ class DemoWriter:
 
     def _publish(self) -> None:
         self._file.close()
-        publish(self.tmp, self.path)
+        try:
+            publish(self.tmp, self.path)
+        except BaseException:  # e.g. the destination became a folder or the disk filled: no temp file stays
+            self.tmp.unlink(missing_ok=True)
+            raise
 
     def _abort(self) -> None:
         self._closed = True

@@ -43,4 +43,16 @@ def load_reward_model(folder: str | Path, cameras: Sequence[str] | None = None) 
     return model
 
 
-__all__ = ["CheckpointError", "RewardModel", "load", "load_reward_model"]
+def model_name(folder: str | Path) -> str:
+    """The name a model's labels are stored under: ``name`` in its ``config.json`` (set by
+    ``robo-train-reward name=...``), else the folder's name."""
+    import json
+
+    try:
+        name = json.loads((Path(folder) / "config.json").read_text()).get("name")
+    except (OSError, ValueError, AttributeError):
+        name = None
+    return name if isinstance(name, str) and name else Path(folder).resolve().name
+
+
+__all__ = ["CheckpointError", "RewardModel", "load", "load_reward_model", "model_name"]

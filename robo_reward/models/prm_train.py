@@ -155,9 +155,11 @@ def init_from_trained(model: ProgressRewardModel, tensors: dict[str, torch.Tenso
 
 
 def train_prm(
-    data: list[str | Path], out: str | Path, model_cfg: dict, cfg: PRMTrainConfig, log=None
+    data: list[str | Path], out: str | Path, model_cfg: dict, cfg: PRMTrainConfig, log=None, name: str = "prm"
 ) -> tuple[ProgressRewardModel, dict]:
-    """Train (or resume) a PRM on ``data``; write the final checkpoint to ``out``. Returns (model, summary)."""
+    """Train (or resume) a PRM on ``data``; write the final checkpoint to ``out``. Returns (model, summary).
+
+    ``name`` is stored in its config: ``robo-reward label`` files the model's progress under it."""
     torch.set_num_threads(cfg.torch_threads)
     out = Path(out)
     base = load_checkpoint(cfg.init_from) if cfg.init_from else None
@@ -233,6 +235,6 @@ def train_prm(
     wall = time.perf_counter() - start
     summary = {"steps": step, "train_wall_time_s": round(wall, 1), "frames": len(demos.frames),
                "episodes": len(demos.lengths), "final_losses": losses, "resumed_from_step": resumed_from}  # fmt: skip
-    model.save(out, extra={"training": summary})
+    model.save(out, extra={"name": name, "training": summary})
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
     return model, summary

@@ -195,7 +195,7 @@ def finetune(
 
 
 def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: int, batch_size: int, lr: float,
-              seed: int = 0, pretrained: str | None = None) -> tuple[VLMReward, dict]:  # fmt: skip
+              seed: int = 0, pretrained: str | None = None, name: str = "vlm") -> tuple[VLMReward, dict]:  # fmt: skip
     """Set up a VL reward for the demos' task and, if ``steps`` > 0, fine-tune it on their stage captions.
 
     The goal prompt becomes the caption of the task's final stage, the baseline that of its first.
@@ -234,5 +234,5 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
     )
     summary = {"steps": steps, "train_wall_time_s": round(time.perf_counter() - start, 1), "task": task,
                "final_loss": losses[-1] if losses else None, "captions": captions}  # fmt: skip
-    model.save(out, extra={"training": summary})
+    model.save(out, extra={"name": name, "training": summary})
     return model, summary
