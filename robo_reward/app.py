@@ -123,8 +123,11 @@ def _check_variant(config_name: str, overrides: list[str]) -> None:
         key = override.key_or_group
         if _is_group(key) or override.is_delete() or override.is_add():
             continue
-        default = OmegaConf.select(base, key, throw_on_missing=False)
-        value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        try:
+            default = OmegaConf.select(base, key, throw_on_missing=False)
+            value = OmegaConf.select(cfg, key, throw_on_missing=False)
+        except Exception:  # an interpolation only a running job resolves (${hydra:...})
+            continue
         expected = _expected_type(default)
         if expected and not _fits(value, expected):
             raise UsageError(f"{override.input_line}: expected {expected} (default {default})")

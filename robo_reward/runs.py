@@ -39,22 +39,23 @@ def fingerprint(path: str | Path) -> str:
         return digest.hexdigest()[:16]
     with h5py.File(path, "r") as f:
         data = f["data"]
-        digest.update(json.dumps({k: _plain(v) for k, v in sorted(data.attrs.items())}, sort_keys=True).encode())
+        digest.update(json.dumps(dict(data.attrs), sort_keys=True, default=_plain).encode())
         for name in sorted(data):
             demo = data[name]
             digest.update(name.encode())
-            digest.update(json.dumps(_plain(demo.attrs.get("success"))).encode())
+            digest.update(json.dumps(demo.attrs.get("success"), default=_plain).encode())
             if "actions" in demo:
                 digest.update(demo["actions"][()].tobytes())
     return digest.hexdigest()[:16]
 
 
 def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
+    """JSON for what HDF5 attributes hold besides JSON's types: numpy scalars and arrays, bytes."""
     if isinstance(value, bytes):
         return value.decode(errors="replace")
-    return value
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
 
 
 def identity(config: dict[str, Any], inputs: dict[str, str | Path | None]) -> dict[str, Any]:
