@@ -35,13 +35,13 @@ from typing import BinaryIO
 import h5py
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from robo_reward.data.format import DemoFileError, camera_key, first_line, open_h5
 from robo_reward.data.inflate import FrameReader
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.writer import publish, remove_stale_temps
 from robo_reward.models.protocol import RewardModel
+from robo_reward.progress import progress_bar as make_progress_bar  # `progress_bar` is the on/off flag here
 
 _MAGIC = b"RRLJ"  # journal header: magic, then a digest of everything the labels depend on
 _RECORD = struct.Struct("<IHI")  # crc32 of the body, name bytes, frames; the body: name, float32 progress
@@ -158,8 +158,8 @@ def label(
         pending: dict[str, list[np.ndarray]] = {}
         with (
             run,
-            tqdm(total=sum(lengths), initial=sum(len(v) for v in done.values()), desc=f"label {name}",
-                 unit="frame", disable=not progress_bar) as bar,
+            make_progress_bar(total=sum(lengths), initial=sum(len(v) for v in done.values()), desc=f"label {name}",
+                              unit="frame", disable=not progress_bar) as bar,
         ):  # fmt: skip
             copy.start()  # after the lanes are forked: no thread is running when they are
             for chunk, progress in zip(chunks, run(chunks), strict=True):

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from tqdm import tqdm
 
 import sim
 from robo_reward.app import UsageError, check_overrides, compose_config, discard_empty_run, guarded, hydra_app
@@ -25,7 +24,8 @@ from robo_reward.data.view import view
 from robo_reward.label import label
 from robo_reward.models.evaluate import evaluate
 from robo_reward.models.prm_train import PRMTrainConfig, train_prm
-from robo_reward.video import tile_views, write_mp4
+from robo_reward.progress import progress_bar
+from robo_reward.video import SUCCESS_COLOUR, TEXT_COLOUR, labelled_tile, write_mp4
 
 SUMMARY = "summary.json"
 
@@ -70,14 +70,20 @@ def run_expert(cfg: DictConfig) -> tuple[dict, list[np.ndarray], float]:
     obs = env.reset()
     shown = min(cfg.video_envs, cfg.num_envs)
     frames, successes, lengths, finished = [], [], [], 0
+    ends, wins = np.zeros(cfg.num_envs, dtype=np.int64), np.zeros(cfg.num_envs, dtype=np.int64)
     start = time.perf_counter()
-    with tqdm(total=cfg.episodes, desc=f"expert {cfg.task.name}", unit="ep") as bar:
+    with progress_bar(total=cfg.episodes, desc=f"expert {cfg.task.name}", unit="ep") as bar:
         while finished < cfg.episodes:
-            frames.append(tile_views(env.render()[:shown].numpy()))
             steps = env.episode_step.copy()
+            status = [(f"step {steps[e]} · success {wins[e]}/{ends[e]}", SUCCESS_COLOUR if wins[e] else TEXT_COLOUR)
+                      for e in range(shown)]  # fmt: skip
+            frames.append(labelled_tile(env.render(range(shown)).numpy(), env.cameras,
+                                        [f"env {e}" for e in range(shown)], status))  # fmt: skip
             obs, _, terminated, truncated, info = env.step(env.expert(obs))
             done = (terminated | truncated).numpy()
             successes += info["success"].numpy()[done].tolist()
+            ends += done
+            wins += done & info["success"].numpy()
             lengths += (steps[done] + 1).tolist()
             finished += int(done.sum())
             bar.update(int(done.sum()))

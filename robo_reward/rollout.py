@@ -23,7 +23,7 @@ import numpy as np
 
 import sim
 from robo_reward.artifact import PolicyArtifact, load_artifact
-from robo_reward.video import tile_views, write_mp4
+from robo_reward.video import SUCCESS_COLOUR, TEXT_COLOUR, labelled_tile, write_mp4
 
 DEFAULT_NUM_ENVS = 32
 VIDEO_ENVS = 4  # envs filmed, one row each
@@ -95,6 +95,7 @@ def run_episodes(env: sim.BatchedEnv, artifact: PolicyArtifact, quota: np.ndarra
     """
     run = EpisodeRun()
     finished = np.zeros(env.num_envs, dtype=np.int64)
+    succeeded = np.zeros(env.num_envs, dtype=np.int64)
     ep_return, ep_length = np.zeros(env.num_envs), np.zeros(env.num_envs, dtype=np.int64)
     film_ids = np.arange(filmed)
     filming = np.ones(filmed, dtype=bool)
@@ -103,7 +104,10 @@ def run_episodes(env: sim.BatchedEnv, artifact: PolicyArtifact, quota: np.ndarra
     while (finished < quota).any():
         if filming.any():
             film_start = time.perf_counter()
-            run.frames.append(tile_views(env.render(film_ids).numpy()))
+            status = [(f"step {ep_length[e]} · episodes {finished[e]} · success {succeeded[e]}",
+                       SUCCESS_COLOUR if succeeded[e] else TEXT_COLOUR) for e in film_ids]  # fmt: skip
+            run.frames.append(labelled_tile(env.render(film_ids).numpy(), env.cameras,
+                                            [f"env {e}" for e in film_ids], status))  # fmt: skip
             run.film_s += time.perf_counter() - film_start
         next_obs, reward, terminated, truncated, info = env.step(artifact.act(obs))
         obs = next_obs.numpy()
@@ -117,6 +121,7 @@ def run_episodes(env: sim.BatchedEnv, artifact: PolicyArtifact, quota: np.ndarra
             run.lengths += ep_length[counted].tolist()
             run.successes += info["success"].numpy()[counted].tolist()
             finished += counted
+            succeeded += counted & info["success"].numpy()
             ep_return[done], ep_length[done] = 0.0, 0
             filming &= ~done[film_ids]
     run.wall_s = time.perf_counter() - start

@@ -224,11 +224,13 @@ def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHac
     """PPO in chunks of ``cfg.chunk_iterations``; after each chunk the run folder is resumable."""
     from tqdm import tqdm
 
+    from robo_reward.progress import progress_bar
+
     steps_per_it = cfg.algo.num_steps_per_env * cfg.num_envs
     done_before = state.iterations_done
     budget = cfg.max_wall_s
-    bar = tqdm(total=cfg.iterations, initial=done_before, desc=f"ppo {cfg.task.name}", unit="it",
-               disable=not cfg.progress_bar, mininterval=2.0)  # fmt: skip
+    bar = progress_bar(total=cfg.iterations, initial=done_before, desc=f"ppo {cfg.task.name}", unit="it",
+                       disable=not cfg.progress_bar, mininterval=2.0)  # fmt: skip
     with bar:
         while state.iterations_done < cfg.iterations and not (budget and state.wall_s >= budget):
             chunk = min(cfg.chunk_iterations, cfg.iterations - state.iterations_done)

@@ -1,4 +1,5 @@
-"""Writing camera frames to mp4 (imageio + ffmpeg), atomically: a temp file renamed at the end."""
+"""Camera frames for people: views resized to a size one can see, labelled (camera, row, step,
+success), legends for curves, and mp4 files written atomically (a temp file renamed at the end)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,73 @@ from pathlib import Path
 
 import imageio.v2 as imageio
 import numpy as np
+from matplotlib import get_data_path
+from PIL import Image, ImageDraw, ImageFont
+
+VIEW_PX = 256  # pixels per camera view in every video this package writes
+FONT_FILE = Path(get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # shipped with matplotlib; has Φ
+SUCCESS_COLOUR = (120, 255, 120)
+FAILURE_COLOUR = (255, 120, 120)
+TEXT_COLOUR = (255, 255, 255)
 
 
 def tile_views(frames: np.ndarray) -> np.ndarray:
     """(E, V, H, W, 3) envs × views → one (E·H, V·W, 3) image: a row per env, a column per camera."""
     envs, views, height, width, _ = frames.shape
     return frames.transpose(0, 2, 1, 3, 4).reshape(envs * height, views * width, 3)
+
+
+def font(size: int) -> ImageFont.FreeTypeFont:
+    return ImageFont.truetype(str(FONT_FILE), size)
+
+
+def resize_views(frames: np.ndarray, view_px: int = VIEW_PX) -> np.ndarray:
+    """(E, V, H, W, 3) uint8 → (E, V, view_px, W·view_px/H, 3): every view ``view_px`` high."""
+    envs, views, height, width, _ = frames.shape
+    if height == view_px:
+        return frames
+    new_width = round(width * view_px / height)
+    out = np.empty((envs, views, view_px, new_width, 3), dtype=np.uint8)
+    for e in range(envs):
+        for v in range(views):
+            out[e, v] = np.asarray(Image.fromarray(frames[e, v]).resize((new_width, view_px), Image.BILINEAR))
+    return out
+
+
+def labelled_tile(frames: np.ndarray, cameras: tuple[str, ...] | list[str], rows: list[str],
+                  status: list[tuple[str, tuple[int, int, int]]], view_px: int = VIEW_PX) -> np.ndarray:  # fmt: skip
+    """(E, V, H, W, 3) → one image, a row per env and a column per camera, each view ``view_px`` high with
+    ``camera · row`` and that row's status line (e.g. step and successes, in its colour) in its corner."""
+    views = resize_views(frames, view_px)
+    envs, count, height, width, _ = views.shape
+    image = Image.fromarray(tile_views(views))
+    draw = ImageDraw.Draw(image, "RGBA")
+    face = font(max(11, height // 18))
+    for e in range(envs):
+        text, colour = status[e]
+        for v in range(count):
+            x, y = v * width + 4, e * height + 4
+            lines = f"{cameras[v]} · {rows[e]}\n{text}"
+            box = draw.multiline_textbbox((x, y), lines, font=face)
+            draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0, 150))
+            draw.multiline_text((x, y), lines, font=face, fill=colour)
+    return np.asarray(image)
+
+
+def legend_bar(width: int, entries: list[tuple[str, tuple[int, int, int]]], note: str = "",
+               height: int = 28) -> np.ndarray:  # fmt: skip
+    """A (height, width, 3) bar naming each curve next to a swatch of its colour, then ``note``."""
+    image = Image.new("RGB", (width, height), (16, 16, 16))
+    draw = ImageDraw.Draw(image)
+    face = font(13)
+    x, top = 6, (height - 14) // 2
+    for text, colour in entries:
+        draw.rectangle((x, top + 3, x + 14, top + 13), fill=colour)
+        draw.text((x + 19, top), text, font=face, fill=(230, 230, 230))
+        x += 19 + round(draw.textlength(text, font=face)) + 16
+    if note:
+        draw.text((x, top), note, font=face, fill=(150, 150, 150))
+    return np.asarray(image)
 
 
 def write_mp4(path: str | Path, images: list[np.ndarray], fps: float) -> Path:

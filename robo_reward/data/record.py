@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 import sim
 from robo_reward.data.writer import DemoWriter, Episode
+from robo_reward.progress import progress_bar
 
 FAILURE_MODES = ("noisy", "early_stop")
 NOISY_STD = 1.5  # action noise of a "noisy" episode (normalised units): the expert then fails ~95 % of the time
@@ -116,7 +116,8 @@ def record(cfg: RecordConfig) -> dict:
         cfg.out, task=cfg.task, instruction=env.instruction, fps=1.0 / env.dt, cameras=cameras,
         env_args=env_args, stage_names=list(env.task.stage_names), append=cfg.append,
     )  # fmt: skip
-    with writer, tqdm(total=cfg.num_demos, desc=f"record {cfg.task}", unit="demo", disable=not cfg.progress_bar) as bar:
+    bar = progress_bar(total=cfg.num_demos, desc=f"record {cfg.task}", unit="demo", disable=not cfg.progress_bar)
+    with writer, bar:
         obs = env.observation
         while written < cfg.num_demos:
             active = [i for i, buf in enumerate(buffers) if buf is not None]

@@ -1,4 +1,4 @@
-"""``robo-reward view``: one episode as an mp4 — cameras side by side, progress curves underneath."""
+"""``robo-reward view``: one episode as an mp4 — cameras side by side, labelled, progress curves underneath."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import numpy as np
 
 from robo_reward.data.format import DemoFileError, reading
 from robo_reward.data.reader import DemoReader
-from robo_reward.video import tile_views, write_mp4
+from robo_reward.video import FAILURE_COLOUR, SUCCESS_COLOUR, VIEW_PX, labelled_tile, legend_bar, write_mp4
 
 CURVE_COLOURS = [(255, 200, 0), (0, 200, 255), (255, 80, 200), (120, 255, 120)]
 PRIVILEGED_COLOUR = (200, 200, 200)
+STRIP_PX = 80  # height of the progress plot under the cameras
 
 
 def progress_strip(curves: list[tuple[np.ndarray, tuple]], t: int, width: int, height: int = 40) -> np.ndarray:
@@ -30,8 +31,12 @@ def progress_strip(curves: list[tuple[np.ndarray, tuple]], t: int, width: int, h
     return strip
 
 
-def view(path: str | Path, demo: int, out: str | Path, scale: int = 2) -> dict:
-    """Write episode ``demo`` of ``path`` to ``out``; returns what was drawn."""
+def view(path: str | Path, demo: int, out: str | Path, view_px: int = VIEW_PX) -> dict:
+    """Write episode ``demo`` of ``path`` to ``out``; returns what was drawn.
+
+    Each camera ``view_px`` high and named, the step and the episode's outcome in the corner; under them
+    the progress curves (a reward model's labels against the simulator's privileged progress) and a legend.
+    """
     with DemoReader(path) as reader:
         if not 0 <= demo < len(reader):
             raise DemoFileError(path, f"no episode {demo}; the file has {len(reader)} (0..{len(reader) - 1})")
@@ -39,22 +44,29 @@ def view(path: str | Path, demo: int, out: str | Path, scale: int = 2) -> dict:
             raise DemoFileError(path, "has no cameras: nothing to show", key="/data@cameras")
         with reading(path, reader.names[demo]):  # a damaged file: one line naming the episode, not a traceback
             frames = reader.multiview(demo)  # (T, V, H, W, 3)
-            curves, names = [], []
+            curves, names, legend = [], [], []
             for k, model in enumerate(reader.label_models()):
                 labels = reader.labels(model, demo)
                 if labels is not None:
-                    curves.append((labels, CURVE_COLOURS[k % len(CURVE_COLOURS)]))
+                    colour = CURVE_COLOURS[k % len(CURVE_COLOURS)]
+                    curves.append((labels, colour))
                     names.append(f"labels/{model}")
+                    legend.append((f"model {model} (labels/{model})", colour))
             privileged = reader.privileged(demo, "progress")
             if privileged is not None:
                 curves.append((privileged, PRIVILEGED_COLOUR))
                 names.append("privileged/progress")
+                legend.append(("privileged progress (simulator truth)", PRIVILEGED_COLOUR))
+            success, name, cameras = reader.success(demo), reader.names[demo], reader.cameras
         fps = reader.fps
-    images = []
+    outcome = ("success", SUCCESS_COLOUR) if success else ("failure", FAILURE_COLOUR)
+    images, bar = [], None
     for t in range(len(frames)):
-        tiled = tile_views(frames[t : t + 1]).repeat(scale, axis=0).repeat(scale, axis=1)
+        status = [(f"step {t}/{len(frames) - 1} · episode {outcome[0]}", outcome[1])]
+        tiled = labelled_tile(frames[t][None], cameras, [name], status, view_px)
         if curves:
-            tiled = np.concatenate([tiled, progress_strip(curves, t, tiled.shape[1])], axis=0)
+            bar = bar if bar is not None else legend_bar(tiled.shape[1], legend, "(progress, 0 to 1)")
+            tiled = np.concatenate([tiled, progress_strip(curves, t, tiled.shape[1], STRIP_PX), bar], axis=0)
         images.append(tiled)
     write_mp4(out, images, fps=fps)
     return {"out": str(out), "frames": len(frames), "curves": names}

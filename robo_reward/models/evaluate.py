@@ -42,25 +42,45 @@ def evaluate(model: RewardModel, path: str | Path, plot: str | Path | None = Non
     return metrics
 
 
+def episodes_to_plot(success: np.ndarray, count: int) -> list[int]:
+    """Up to ``count`` episode indices: half failures and half successes when there are enough of both,
+    the other kind filling in when one runs short."""
+    wins, losses = np.flatnonzero(success), np.flatnonzero(~success)
+    take_losses = min(len(losses), max(count // 2, count - len(wins)))
+    return sorted(int(k) for k in [*wins[: count - take_losses], *losses[:take_losses]])
+
+
 def plot_curves(preds: dict, out: str | Path, count: int) -> None:
-    """PNG of predicted (solid) and privileged (dashed) progress for the first ``count`` episodes."""
+    """PNG of the model's progress (solid) against privileged progress (dashed) for up to ``count``
+    episodes, successes and failures side by side (half each when the file has both), with the model's
+    final success estimate in each legend entry."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
-    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-    for k, (pred, truth, ok) in enumerate(zip(preds["progress"], preds["privileged"], preds["success"], strict=True)):
-        if k >= count:
-            break
-        line = ax.plot(np.linspace(0, 1, len(pred)), pred, label=f"demo {k} ({'success' if ok else 'failure'})")[0]
-        if truth is not None:
-            ax.plot(np.linspace(0, 1, len(truth)), truth, "--", color=line.get_color(), alpha=0.5)
-    ax.set_xlabel("episode time (normalised)")
-    ax.set_ylabel("progress")
-    ax.set_ylim(-0.05, 1.05)
-    ax.legend(fontsize=7, loc="upper left")
-    ax.set_title("predicted (solid) vs privileged (dashed) progress")
+    ok = np.asarray(preds["success"], dtype=bool)
+    chosen = episodes_to_plot(ok, count)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), dpi=100, sharey=True)
+    for ax, outcome in zip(axes, (True, False), strict=True):
+        shown = [k for k in chosen if ok[k] == outcome]
+        for k in shown:
+            pred, truth = preds["progress"][k], preds["privileged"][k]
+            score = preds["success_scores"][k]
+            line = ax.plot(np.linspace(0, 1, len(pred)), pred, label=f"demo {k} (success head {score:.2f})")[0]
+            if truth is not None:
+                ax.plot(np.linspace(0, 1, len(truth)), truth, "--", color=line.get_color(), alpha=0.6)
+        title = "successful episodes" if outcome else "failed episodes"
+        ax.set_title(f"{title} ({len(shown)} of {int((ok == outcome).sum())})")
+        ax.set_xlabel("episode time (normalised)")
+        ax.set_ylim(-0.05, 1.05)
+        handles = ax.get_legend_handles_labels()[0] + [
+            Line2D([], [], color="black", label="model progress"),
+            Line2D([], [], color="black", linestyle="--", label="privileged progress (truth)"),
+        ]
+        ax.legend(handles=handles, fontsize=7, loc="upper left")
+    axes[0].set_ylabel("progress")
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out)

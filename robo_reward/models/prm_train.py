@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from robo_reward.data.reader import DemoReader
 from robo_reward.models.checkpoint import load_checkpoint, save_checkpoint
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_loss, progress_targets
+from robo_reward.progress import progress_bar
 
 STATE_DIR = "train_state"  # model + optimizer + step, for resuming
 
@@ -202,7 +202,7 @@ def train_prm(
     start = time.perf_counter()
     model.train()
     losses = {}
-    with tqdm(total=cfg.steps, initial=step, desc="train prm", unit="step", disable=log is False) as bar:
+    with progress_bar(total=cfg.steps, initial=step, desc="train prm", unit="step", disable=log is False) as bar:
         while step < cfg.steps:
             idx, a, b = _sample(demos, cfg, gen)
             frames = shift_augment(torch.cat([demos.frames[idx], demos.frames[a], demos.frames[b]]), cfg.max_shift, gen)

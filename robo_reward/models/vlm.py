@@ -21,9 +21,9 @@ import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
 from robo_reward.models.checkpoint import save_checkpoint
+from robo_reward.progress import progress_bar as make_progress_bar  # `progress_bar` is the on/off flag here
 
 # A CLIP small enough to fine-tune on 2 CPU cores in minutes: 64 px, 8 px patches, 4 x 192 vision
 # transformer, 2 x 128 text transformer (≈ 8 M parameters, 6 M of them the token embedding).
@@ -179,7 +179,7 @@ def finetune(
     tokens = model.tokenizer(captions)
     model.train()
     losses = []
-    for _ in tqdm(range(steps), desc="finetune vlm", disable=not progress_bar):
+    for _ in make_progress_bar(iterable=range(steps), desc="finetune vlm", disable=not progress_bar):
         idx = torch.randint(0, len(frames), (batch_size,), generator=gen)
         images = model.encode_images(frames[idx])
         texts = F.normalize(model.clip.encode_text(tokens), dim=-1)

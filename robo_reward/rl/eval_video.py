@@ -3,7 +3,7 @@
 Watching Φ next to the images is how reward hacking shows itself: a curve that climbs while the cube
 does not move. Each video frame is the state the policy acts on (before its action), from step 0 to
 ``steps`` (the state after the last action), so a recording of ``steps`` env steps has ``steps + 1``
-frames. Tiles and the curve strip reuse :func:`robo_reward.video.tile_views` and
+frames. Tiles and the curve strip reuse :func:`robo_reward.video.labelled_tile` and
 :func:`robo_reward.data.view.progress_strip`, which draw demo videos the same way.
 """
 
@@ -14,16 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from matplotlib import get_data_path
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 from robo_reward.data.view import CURVE_COLOURS, PRIVILEGED_COLOUR, progress_strip
-from robo_reward.video import tile_views, write_mp4
+from robo_reward.video import SUCCESS_COLOUR, TEXT_COLOUR, font, labelled_tile, legend_bar, write_mp4
 from sim import BatchedEnv
 
 STRIP_PX = 120  # height of the Φ plot under the tiles
 LEGEND_PX = 28  # height of the legend bar under the plot
-FONT_FILE = Path(get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"  # shipped with matplotlib; has Φ
 
 
 def record_eval_video(
@@ -71,8 +69,10 @@ def record_eval_video(
                 raise ValueError(f"{path}: potential_fn returned None at some steps and Φ at others (step {t})")
             if values is not None:
                 potential[t] = torch.as_tensor(values).reshape(-1)[:shown].float().cpu().numpy()
-            views = _resize(env.render(ids).cpu().numpy(), view_px)  # (E, V, view_px, W', 3)
-            tiles.append(_label(tile_views(views), env.cameras, t, succeeded[:shown], finished[:shown], views.shape))
+            status = [(f"step {t} · success {succeeded[e]}/{finished[e]}",
+                       SUCCESS_COLOUR if succeeded[e] else TEXT_COLOUR) for e in range(shown)]  # fmt: skip
+            tiles.append(labelled_tile(env.render(ids).cpu().numpy(), env.cameras, [f"env {e}" for e in range(shown)],
+                                       status, view_px))  # fmt: skip
             if t == steps:
                 break
             obs, _, terminated, truncated, info = env.step(act_fn(obs))
@@ -105,69 +105,19 @@ def record_eval_video(
     }
 
 
-def _font(size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONT_FILE), size)
-
-
-def _resize(frames: np.ndarray, view_px: int) -> np.ndarray:
-    """(E, V, H, W, 3) uint8 → (E, V, view_px, W·view_px/H, 3): every view ``view_px`` high."""
-    envs, views, height, width, _ = frames.shape
-    if height == view_px:
-        return frames
-    new_width = round(width * view_px / height)
-    out = np.empty((envs, views, view_px, new_width, 3), dtype=np.uint8)
-    for e in range(envs):
-        for v in range(views):
-            out[e, v] = np.asarray(Image.fromarray(frames[e, v]).resize((new_width, view_px), Image.BILINEAR))
-    return out
-
-
-def _label(
-    tile: np.ndarray,
-    cameras: tuple[str, ...],
-    step: int,
-    succeeded: np.ndarray,
-    finished: np.ndarray,
-    shape: tuple[int, ...],
-) -> np.ndarray:
-    """Write camera, env, step and successes into the top-left corner of each view of ``tile``."""
-    envs, views, height, width, _ = shape
-    image = Image.fromarray(tile)
-    draw = ImageDraw.Draw(image, "RGBA")
-    font = _font(max(11, height // 18))
-    for e in range(envs):
-        for v in range(views):
-            x, y = v * width + 4, e * height + 4
-            lines = (f"{cameras[v]} · env {e}", f"step {step} · success {succeeded[e]}/{finished[e]}")
-            colour = (120, 255, 120) if succeeded[e] else (255, 255, 255)
-            box = draw.multiline_textbbox((x, y), "\n".join(lines), font=font)
-            draw.rectangle((box[0] - 3, box[1] - 3, box[2] + 3, box[3] + 3), fill=(0, 0, 0, 150))
-            draw.multiline_text((x, y), "\n".join(lines), font=font, fill=colour)
-    return np.asarray(image)
-
-
 def _axis_labels(strip: np.ndarray, low: float, high: float) -> np.ndarray:
     """Mark the strip's top and bottom lines with the values they stand for."""
     image = Image.fromarray(strip)
     draw = ImageDraw.Draw(image)
-    font = _font(11)
-    draw.text((4, 2), f"{high:.2f}", font=font, fill=(170, 170, 170))
-    draw.text((4, strip.shape[0] - 15), f"{low:.2f}", font=font, fill=(170, 170, 170))
+    face = font(11)
+    draw.text((4, 2), f"{high:.2f}", font=face, fill=(170, 170, 170))
+    draw.text((4, strip.shape[0] - 15), f"{low:.2f}", font=face, fill=(170, 170, 170))
     return np.asarray(image)
 
 
 def _legend(width: int, label: str, shown: int, with_truth: bool, low: float, high: float) -> np.ndarray:
-    """A (LEGEND_PX, width, 3) bar: a colour swatch per env for ``label``, grey for privileged progress."""
-    image = Image.new("RGB", (width, LEGEND_PX), (16, 16, 16))
-    draw = ImageDraw.Draw(image)
-    font = _font(13)
-    x = 6
+    """A colour swatch per env for ``label``, grey for privileged progress, and the y range."""
     entries = [(f"{label}, env {e}", CURVE_COLOURS[e % len(CURVE_COLOURS)]) for e in range(shown)]
     if with_truth:
         entries.append(("privileged progress", PRIVILEGED_COLOUR))
-    for text, colour in entries:
-        draw.rectangle((x, 9, x + 14, 19), fill=colour)
-        draw.text((x + 19, 6), text, font=font, fill=(230, 230, 230))
-        x += 19 + round(draw.textlength(text, font=font)) + 16
-    draw.text((x, 6), f"(y axis {low:.2f} to {high:.2f})", font=font, fill=(150, 150, 150))
-    return np.asarray(image)
+    return legend_bar(width, entries, f"(y axis {low:.2f} to {high:.2f})", LEGEND_PX)

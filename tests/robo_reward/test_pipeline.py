@@ -49,7 +49,7 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
     assert policy["rollout"]["episodes"] == 4 and policy["train"]["env_steps"] == 2 * 24 * 8
     assert (out / "policy" / "learning_curve.png").exists() and (out / "policy" / "eval.mp4").exists()
     video = iio.imread(out / "reach_expert.mp4")
-    assert video.shape[1:] == (2 * 64, 3 * 64, 3)  # 2 envs as rows, 3 cameras as columns
+    assert video.shape[1:] == (2 * 256, 3 * 256, 3)  # 2 envs as rows, 3 cameras as columns, 256 px each
     assert len(video) >= report["mean_episode_length"]
     assert {"voc", "success_auc", "progress_mae"} <= set(report["prm"])
     assert (out / "prm" / "weights.safetensors").exists() and (out / "prm_curves.png").exists()
