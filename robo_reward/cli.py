@@ -129,7 +129,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="robo-reward", description=__doc__)
+    parser = _Parser(prog="robo-reward", description=__doc__,
+                     epilog="The architecture, contracts and command surface: docs/architecture.md in the repository.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
