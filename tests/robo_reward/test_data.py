@@ -26,6 +26,8 @@ from torch.utils.data import DataLoader
 
 from robo_reward import cli
 from robo_reward.data import DemoClipDataset, DemoFileError, DemoReader, DemoWriter, Episode, validate
+from robo_reward.data.view import STRIP_PX
+from robo_reward.video import VIEW_PX, resize_views, tile_views
 
 CAMERAS = ["front", "wrist"]
 HEADER = {"task": "reach", "instruction": "move the gripper to the green ball", "fps": 20.0}
@@ -428,17 +430,19 @@ def test_cli_view_writes_one_frame_per_step_with_a_progress_strip(tmp_path, caps
     assert "privileged/progress" in capsys.readouterr().out
     frames = _mp4_frames(out)
     assert len(frames) == 11
-    assert frames[0].shape == (2 * 8 + 40, 2 * 8 * 2, 3)  # two cameras side by side, x2, strip underneath
-    strip = frames[-1][16:].astype(int)  # the whole progress curve is drawn by the last frame
+    px = VIEW_PX
+    assert frames[0].shape == (px + STRIP_PX + 28, 2 * px, 3)  # two 256-px cameras, the strip and its legend
+    strip = frames[-1][px : px + STRIP_PX].astype(int)  # the whole progress curve is drawn by the last frame
     assert strip.max() > 150 and strip.mean() < 100  # a light curve on a dark background
-    top = frames[-1][:16].astype(int)
-    want = np.concatenate([episodes[1].frames[c][-1] for c in CAMERAS], axis=1).repeat(2, 0).repeat(2, 1)
+    top = frames[-1][px // 4 : px].astype(int)  # below the label in the corner
+    last = np.stack([episodes[1].frames[c][-1] for c in CAMERAS])[None]
+    want = tile_views(resize_views(last))[px // 4 :].astype(int)
     assert np.abs(top - want).mean() < np.abs(top - want[::-1]).mean()  # the episode's own last frame
 
     plain = tmp_path / "plain.mp4"
     assert cli.main(["view", str(path), "--demo", "2", "--out", str(plain)]) == 0
     frames = _mp4_frames(plain)
-    assert len(frames) == 4 and frames[0].shape == (16, 32, 3)  # no progress: no strip
+    assert len(frames) == 4 and frames[0].shape == (px, 2 * px, 3)  # no progress: no strip
 
     capsys.readouterr()
     assert cli.main(["view", str(path), "--demo", "3", "--out", str(tmp_path / "x.mp4")]) == 2
