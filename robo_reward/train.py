@@ -167,7 +167,6 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     ident = run_identity(cfg)
     if cfg.resume:
         runs.check_same_run(run_dir, ident, "a resumed run keeps its config and inputs (start a new run instead)")
-    runs.save(run_dir, ident)
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.torch_threads)
     model = load_model(cfg)
@@ -180,6 +179,7 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except Exception:
         env.close()
         raise
+    runs.save(run_dir, ident)  # after the model and env were accepted: a refused run writes nothing
     vec_env = RslRlVecEnv(learner_env)
     train_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     config = OmegaConf.to_container(cfg, resolve=True)

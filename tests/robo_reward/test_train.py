@@ -237,6 +237,14 @@ def test_killed_training_resumes_step_counter_and_optimiser(tmp_path):
     steps = {float(state["step"]) for state in optimiser["state"].values()}
     assert steps == {10 * updates_per_iteration}, "Adam's state restarted instead of continuing"
 
+    other = [sys.executable, "-m", "robo_reward.train", f"resume={run}", "iterations=12", "seed=5"]
+    refused = subprocess.run(other, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines() == [
+        f"robo-train: error: {run} holds another run (seed: 0 → 5); a resumed run keeps its config and inputs "
+        "(start a new run instead)"
+    ]
+    assert json.loads((run / "train_summary.json").read_text())["iterations"] == 10  # untouched
+
 
 def test_pbrs_with_privileged_potential_learns_reach(tmp_path):
     """Sparse reward + PBRS(simulator progress) on reach: success of the first episodes vs the last iterations."""
