@@ -1,12 +1,11 @@
 """Benchmarks of the batched env, each against a baseline measured in the same run.
 
-The machine is noisy (±30 % between runs), so both sides are measured in alternating rounds and the
-ratio is the median of the per-round ratios.
+Both sides are measured in alternating rounds and a ratio is the median of the per-round ratios
+(:mod:`sim.timing`).
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import gymnasium
@@ -17,19 +16,7 @@ from mujoco import rollout
 
 import sim
 from sim.render import disable_costly_effects
-
-
-def _rounds(measure_a, measure_b, rounds: int) -> tuple[float, float, float]:
-    """Alternate two rate measurements; return (median a, median b, median of a/b per round)."""
-    a, b = [], []
-    for _ in range(rounds):
-        a.append(measure_a())
-        b.append(measure_b())
-    return statistics.median(a), statistics.median(b), _median_ratio(a, b)
-
-
-def _median_ratio(a: list[float], b: list[float]) -> float:
-    return statistics.median(x / y for x, y in zip(a, b, strict=True))
+from sim.timing import alternate, median_ratio, medians
 
 
 def _random_actions(env: sim.BatchedEnv, steps: int, seed: int) -> torch.Tensor:
@@ -124,23 +111,20 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
         return num_envs * steps / (time.perf_counter() - start)
 
     peer = GymnasiumPeer(task, num_envs, max(20, steps // 4), seed)
-    rates: dict[str, list[float]] = {"ours": [], "bound": [], "peer": [], "open": [], "physics": []}
-    for _ in range(rounds):  # alternate, so drift of the machine hits every side alike
-        for key, measure in (("ours", ours), ("bound", bound.closed_loop), ("peer", peer.measure),
-                             ("open", bound.open_loop), ("physics", physics_only)):  # fmt: skip
-            rates[key].append(measure())
+    rates = alternate({"ours": ours, "bound": bound.closed_loop, "peer": peer.measure, "open": bound.open_loop,
+                       "physics": physics_only}, rounds)  # fmt: skip
     bound.close()
     peer.close()
     env.close()
-    med = {key: statistics.median(values) for key, values in rates.items()}
+    med = medians(rates)
     return {
         "task": task,
         "num_envs": num_envs,
         "env_steps_per_s": round(med["ours"], 1),
         "bound_steps_per_s": round(med["bound"], 1),
-        "ratio_vs_bound": round(_median_ratio(rates["ours"], rates["bound"]), 3),
+        "ratio_vs_bound": round(median_ratio(rates["ours"], rates["bound"]), 3),
         "peer_steps_per_s": round(med["peer"], 1),
-        "ratio_vs_peer": round(_median_ratio(rates["ours"], rates["peer"]), 3),
+        "ratio_vs_peer": round(median_ratio(rates["ours"], rates["peer"]), 3),
         "open_loop_steps_per_s": round(med["open"], 1),
         "threaded_physics_steps_per_s": round(med["physics"], 1),
     }
@@ -198,7 +182,7 @@ def bench_render(
                 bare.render(out=out)
         return frames / (time.perf_counter() - start)
 
-    ours_rate, bare_rate, ratio = _rounds(ours, bare_loop, max(rounds, 5))
+    rates = alternate({"ours": ours, "bare": bare_loop}, rounds)
     bare.close()
     env.close()
     return {
@@ -206,7 +190,7 @@ def bench_render(
         "num_envs": num_envs,
         "cameras": list(cams),
         "size": size,
-        "frames_per_s": round(ours_rate, 1),
-        "bare_frames_per_s": round(bare_rate, 1),
-        "ratio": round(ratio, 3),
+        "frames_per_s": round(medians(rates)["ours"], 1),
+        "bare_frames_per_s": round(medians(rates)["bare"], 1),
+        "ratio": round(median_ratio(rates["ours"], rates["bare"]), 3),
     }

@@ -10,6 +10,7 @@ from pathlib import Path
 import sim
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.record import RecordConfig, record
+from sim.timing import median_ratio
 
 
 def _record_once(cfg: RecordConfig) -> tuple[float, int, int, int]:
@@ -65,7 +66,7 @@ def bench_record(
     return {
         "frames_per_s": round(statistics.median(record_rates), 1),
         "render_frames_per_s": round(statistics.median(render_rates), 1),
-        "ratio": round(statistics.median(a / b for a, b in zip(record_rates, render_rates, strict=True)), 3),
+        "ratio": round(median_ratio(record_rates, render_rates), 3),
         "bytes_per_frame": round(stored / frames, 1),
         "file_bytes_per_frame": round(size / frames, 1),
         "task": task,

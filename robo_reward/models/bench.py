@@ -9,13 +9,16 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from robo_reward.data.inflate import FrameReader
 from robo_reward.data.reader import DemoReader
 from robo_reward.data.record import RecordConfig, record
 from robo_reward.label import label
 from robo_reward.models import load
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel
+from sim.timing import alternate, median_ratio, medians
 
 
 def bench_label(
@@ -33,6 +36,8 @@ def bench_label(
     intra-op threads: how the model is run anywhere else), and a naive one-frame-at-a-time loop. For scale,
     ``model_lanes_frames_per_s`` runs the in-memory batches on the labeller's schedule (one single-threaded
     forward pass per core, no reading) and ``ratio_vs_model_lanes`` is the share of it labelling keeps.
+    ``ratio_vs_bound`` compares labelling with what the cores could do at best: the read path's decode and
+    the forward pass each timed on one thread, their CPU time per frame spread perfectly over the cores.
     The model is the default PRM (random weights: speed does not depend on them) or a trained one from
     ``model_dir``, whose cameras and image size then set the recording's."""
     torch.manual_seed(0)
@@ -45,7 +50,9 @@ def bench_label(
                             progress_bar=False))  # fmt: skip
         with DemoReader(source) as reader:
             instruction = reader.instruction
-            frames = torch.cat([torch.from_numpy(reader.multiview(i)) for i in range(len(reader))])
+            episodes = [torch.from_numpy(reader.multiview(i)) for i in range(len(reader))]
+            lengths = [(reader.names[i], len(episode)) for i, episode in enumerate(episodes)]
+            frames = torch.cat(episodes)
         model = trained or ProgressRewardModel(PRMConfig(list(cameras), instructions=[instruction], image_size=res))
         model.eval()
         total = len(frames)
@@ -64,6 +71,7 @@ def bench_label(
             return total / (time.perf_counter() - start)
 
         starts = range(0, total, batch)
+        cams = list(cameras)
 
         def forward_in_lanes() -> float:
             """The labeller's schedule on in-memory batches: one single-threaded forward pass per core."""
@@ -72,17 +80,36 @@ def bench_label(
             try:
                 with ThreadPoolExecutor(threads) as pool:
                     start = time.perf_counter()
-                    cams = list(cameras)
                     list(pool.map(lambda s: model.predict(frames[s : s + batch], instruction, cams, bf16), starts))
                     return total / (time.perf_counter() - start)
             finally:
                 torch.set_num_threads(threads)
 
-        ours, model_rates, lane_rates = [], [], []
-        for _ in range(rounds):
-            ours.append(end_to_end())
-            model_rates.append(forward_only())
-            lane_rates.append(forward_in_lanes())
+
+        def decode_one_thread() -> float:
+            """The labeller's read path alone, one thread: every frame decoded into a batch buffer."""
+            buffer = np.empty((batch, len(cams), res, res, 3), np.uint8)
+            with FrameReader(source, cams, (res, res, 3)) as reader:
+                start = time.perf_counter()
+                for name, length in lengths:
+                    for s in range(0, length, batch):
+                        reader.read([(name, s, min(s + batch, length))], buffer)
+                return total / (time.perf_counter() - start)
+
+        def forward_one_thread() -> float:
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return forward_only()
+            finally:
+                torch.set_num_threads(threads)
+
+        rates = alternate({"ours": end_to_end, "model": forward_only, "lanes": forward_in_lanes,
+                           "decode1": decode_one_thread, "forward1": forward_one_thread}, rounds)  # fmt: skip
+        cores = torch.get_num_threads()  # the labeller runs one lane per torch thread
+        # decode and forward CPU time per frame, perfectly spread over the cores: the most labelling can do
+        bounds = [cores / (1 / d + 1 / f) for d, f in zip(rates["decode1"], rates["forward1"], strict=True)]
+        ours, model_rates, lane_rates = rates["ours"], rates["model"], rates["lanes"]
         naive_count = min(total, 300)
         start = time.perf_counter()
         for k in range(naive_count):
@@ -91,10 +118,14 @@ def bench_label(
     return {
         "frames_per_s": round(statistics.median(ours), 1),
         "model_frames_per_s": round(statistics.median(model_rates), 1),
-        "ratio": round(statistics.median(a / b for a, b in zip(ours, model_rates, strict=True)), 3),
+        "ratio": round(median_ratio(ours, model_rates), 3),
         "naive_frames_per_s": round(naive, 1),
         "model_lanes_frames_per_s": round(statistics.median(lane_rates), 1),
-        "ratio_vs_model_lanes": round(statistics.median(a / b for a, b in zip(ours, lane_rates, strict=True)), 3),
+        "ratio_vs_model_lanes": round(median_ratio(ours, lane_rates), 3),
+        "bound_frames_per_s": round(statistics.median(bounds), 1),
+        "ratio_vs_bound": round(median_ratio(ours, bounds), 3),
+        "decode_frames_per_s_one_thread": round(medians(rates)["decode1"], 1),
+        "forward_frames_per_s_one_thread": round(medians(rates)["forward1"], 1),
         "images_per_frame": len(cameras),
         "frames": total,
         "batch": batch,

@@ -4,6 +4,7 @@ import json
 
 import imageio.v3 as iio
 import numpy as np
+import pytest
 
 from robo_reward.cli import main
 from robo_reward.data.reader import DemoReader
@@ -70,10 +71,8 @@ def test_write_mp4_is_atomic_on_failure(tmp_path):
     target = tmp_path / "clip.mp4"
     target.write_bytes(b"previous good file")
     bad_frames = [np.zeros((8, 8, 3), dtype=np.uint8), np.zeros((9, 9, 3), dtype=np.uint8)]
-    try:
+    with pytest.raises(ValueError, match="one size"):
         write_mp4(target, bad_frames, fps=10)
-    except Exception:
-        pass
     assert target.read_bytes() == b"previous good file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]
 
@@ -105,10 +104,8 @@ def test_write_mp4_failing_mid_stream_leaves_old_file(tmp_path, monkeypatch):
 
     monkeypatch.setattr(imageio_ffmpeg, "write_frames", failing_writer)
     frames = [np.full((16, 16, 3), i * 20, dtype=np.uint8) for i in range(8)]
-    try:
+    with pytest.raises(OSError, match="disk full"):
         write_mp4(target, frames, fps=10)
-    except OSError:
-        pass
     assert len(sent) == 3
     assert target.read_bytes() == b"previous good file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4"]

@@ -86,6 +86,14 @@ def test_ant_falls_terminate_and_forward_velocity_is_measured():
         _, _, terminated, truncated, info = env.step(torch.zeros(2, 8))
         assert terminated.all() and not truncated.any()
         assert "forward_velocity" in info["reward_terms"]
+    with sim.make("ant", num_envs=2, seed=0) as env:  # the torso sliding along ±x at 1 m/s, no action
+        env.reset()
+        for data, speed in zip(env.physics.datas, (1.0, -1.0), strict=True):
+            data.qvel[0] = speed
+        env.physics.refresh(np.arange(2))
+        _, _, _, _, info = env.step(torch.zeros(2, 8))
+        velocity = np.asarray(info["reward_terms"]["forward_velocity"])
+        assert 0.5 < velocity[0] < 1.2 and -1.2 < velocity[1] < -0.5, velocity
 
 
 @pytest.mark.parametrize(

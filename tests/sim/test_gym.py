@@ -20,13 +20,20 @@ def test_single_env_passes_gymnasium_checker(env_id):
 
 
 def test_single_env_returns_terminal_observation_at_episode_end():
-    env = gymnasium.make("robo_reward/Reach-v0", config={"max_episode_steps": 3})
-    env.reset(seed=0)
+    """The last step returns the state the episode ended in (not the next episode's first), exactly."""
+    short = gymnasium.make("robo_reward/Reach-v0", config={"max_episode_steps": 3})
+    long = gymnasium.make("robo_reward/Reach-v0", config={"max_episode_steps": 10})
+    first, _ = short.reset(seed=0)
+    assert np.array_equal(first, long.reset(seed=0)[0])
     for _ in range(3):
-        obs, _, terminated, truncated, _ = env.step(np.zeros(7, dtype=np.float32))
+        obs, _, terminated, truncated, _ = short.step(np.zeros(7, dtype=np.float32))
+        same, *_ = long.step(np.zeros(7, dtype=np.float32))
     assert truncated and not terminated
-    assert np.allclose(obs[:6], env.unwrapped.env.task.physics.qpos[0, :6], atol=0.2)
-    env.close()
+    np.testing.assert_array_equal(obs, same)  # the same episode, three steps in
+    restarted = short.unwrapped.env.observation.numpy()[0]  # the batched env already began the next one
+    assert np.abs(restarted - obs).max() > 1e-3
+    short.close()
+    long.close()
 
 
 def test_vector_env_same_step_autoreset():
