@@ -84,8 +84,6 @@ def _open_journal(path: Path, fingerprint: bytes) -> tuple[BinaryIO, dict[str, n
     (a kill mid-write) is cut off; a journal of another model or settings starts over; a journal another
     running ``label`` holds is an error (the lock goes with its process, however it ends)."""
     head = _MAGIC + fingerprint
-    if path.is_dir():  # an earlier version's sidecar folder (a file per episode): start over
-        shutil.rmtree(path)
     journal = open(path, "a+b")  # appends always go to the end, wherever truncation left it
     try:
         fcntl.flock(journal.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

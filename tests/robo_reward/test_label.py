@@ -250,15 +250,3 @@ def test_a_second_run_on_the_same_labels_is_refused_while_the_first_holds_them(d
 def _saved(model: ProgressRewardModel, folder: Path) -> Path:
     model.save(folder / "model")
     return folder / "model"
-
-
-def test_an_earlier_versions_sidecar_folder_is_replaced(demo_file, model, tmp_path):
-    target = tmp_path / "old.h5"
-    shutil.copyfile(demo_file, target)
-    folder = sidecar(target, "prm")
-    folder.mkdir()
-    np.save(folder / "demo_0.npy", np.zeros(LENGTHS[0], np.float32))  # the old layout: a file per episode
-    label(target, model, "prm", batch=48, progress_bar=False)
-    assert not folder.exists()
-    with DemoReader(target) as reader:
-        assert reader.labels("prm", 0).std() > 0  # computed, not the stale zeros
