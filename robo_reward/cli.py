@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import sys
+from pathlib import Path
 
 from robo_reward.app import guarded
 
@@ -187,8 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="VOC, success AUC and progress error of a reward model on demos")
     ev.add_argument("--model", required=True)
-    ev.add_argument("--demos", required=True)
-    ev.add_argument("--plot", default=None, help="PNG of progress curves")
+    ev.add_argument("--demos", required=True, nargs="+", help="demo files; several give one result each")
+    ev.add_argument("--plot", default=None, help="PNG of progress curves (one per file, suffixed, for several)")
     ev.add_argument("--json", action="store_true")
 
     val = sub.add_parser("validate", help="check a demo file; exit 2 with one line naming the problem")
@@ -280,10 +281,26 @@ def _run(args: argparse.Namespace) -> None:
         print(f"labelled {summary['episodes']} episodes ({summary['frames']} frames) as /labels/{name} "
               f"in {args.file}")  # fmt: skip
     elif args.command == "eval":
-        from robo_reward.models import load
+        from robo_reward.app import readable_demo_file
+        from robo_reward.models import load_reward_model
         from robo_reward.models.evaluate import evaluate
 
-        _print(evaluate(load(args.model), args.demos, args.plot), args.json)
+        for path in args.demos:  # every file checked before the first is scored
+            readable_demo_file(path, "--demos")
+        model = load_reward_model(args.model)
+        if len(args.demos) == 1:
+            _print(evaluate(model, args.demos[0], args.plot), args.json)
+        else:  # one result per file (in-distribution vs shifted sets side by side)
+            results = []
+            for path in args.demos:
+                plot = Path(args.plot).with_name(f"{Path(args.plot).stem}_{Path(path).stem}.png") if args.plot else None
+                results.append({"demos": path, **evaluate(model, path, plot)})
+            if args.json:
+                print(json.dumps({"model": args.model, "results": results}))
+            else:
+                for result in results:
+                    print(f"{result['demos']}: VOC {result['voc']:.3f}, success AUC {result.get('success_auc')}, "
+                          f"progress MAE {result.get('progress_mae')}")
     elif args.command == "export":
         _export(args)
     elif args.command == "rollout":

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from robo_reward.models.checkpoint import save_checkpoint
+from robo_reward.models.clip_weights import create_clip
 from robo_reward.progress import progress_bar as make_progress_bar  # `progress_bar` is the on/off flag here
 
 # A CLIP small enough to fine-tune on 2 CPU cores in minutes: 64 px, 8 px patches, 4 x 192 vision
@@ -45,6 +46,9 @@ class VLMConfig:
     arch: str | None = None  # an open_clip model name; None: the custom ``model_cfg``
     model_cfg: dict = field(default_factory=lambda: dict(SMALL_CLIP))
     cameras: list[str] = field(default_factory=lambda: ["front"])
+    # success = sigmoid(a · (goal logit − baseline logit) + b), fitted on final frames of successful and
+    # failed demos by :func:`calibrate_success`; (1, 0) is CLIP's zero-shot P(goal | image)
+    success_calibration: list[float] = field(default_factory=lambda: [1.0, 0.0])
     kind: str = "vlm"
 
 
@@ -55,9 +59,7 @@ class VLMReward(nn.Module):
         super().__init__()
         self.config = config
         if config.arch:
-            if pretrained is not None and not Path(pretrained).is_file():
-                raise FileNotFoundError(f"{pretrained}: no such weights file (weights load from a local path only)")
-            self.clip = open_clip.create_model(config.arch, pretrained=str(pretrained) if pretrained else None)
+            self.clip = create_clip(config.arch, pretrained)
             self.tokenizer = open_clip.get_tokenizer(config.arch)
         else:
             self.clip = open_clip.CLIP(**config.model_cfg)
@@ -98,14 +100,17 @@ class VLMReward(nn.Module):
         projected = alpha * along + (1 - alpha) * diff  # (x̂ - g) M, M symmetric
         return 1.0 - 0.5 * projected.pow(2).sum(-1)
 
-    def success(self, image_emb: torch.Tensor, instruction: str) -> torch.Tensor:
-        """P(goal | image) in [0, 1] for unit image embeddings (N, E): CLIP's zero-shot classification
-        between the goal and the baseline prompts, at the model's own (learned) logit scale — the loss
-        :func:`finetune` trains. Unlike R, it asks "which caption fits", not "how close to the goal"."""
+    def success_score(self, image_emb: torch.Tensor, instruction: str) -> torch.Tensor:
+        """Goal logit − baseline logit (N,) at the model's own (learned) logit scale: CLIP's zero-shot
+        "which caption fits" (the loss :func:`finetune` trains), not R's "how close to the goal"."""
         goal = self._mean_embedding(self.config.goals.get(instruction, [instruction]))
         base = self._mean_embedding(self.config.baseline_prompts)
-        logits = self.clip.logit_scale.exp() * image_emb @ torch.stack([goal, base]).T
-        return torch.softmax(logits, dim=-1)[:, 0]
+        return self.clip.logit_scale.exp() * image_emb @ (goal - base)
+
+    def success(self, image_emb: torch.Tensor, instruction: str) -> torch.Tensor:
+        """P(success | image) in [0, 1] for unit image embeddings (N, E), calibrated on demos' outcomes."""
+        slope, intercept = self.config.success_calibration
+        return torch.sigmoid(slope * self.success_score(image_emb, instruction) + intercept)
 
     # -- the reward-model contract (robo_reward.models.protocol.RewardModel) ----------------------
     resizes = True  # frames of any size are resized to the CLIP's input size (``image_size``)
@@ -194,6 +199,33 @@ def finetune(
     return losses
 
 
+def calibrate_success(model: VLMReward, finals: torch.Tensor, succeeded: list[bool], instruction: str,
+                      iterations: int = 100) -> list[float]:  # fmt: skip
+    """(a, b) of ``success = sigmoid(a · score + b)``: a logistic fit of the episodes' outcomes on the
+    success scores of their final frames (uint8 (N, H, W, 3)). With one outcome only there is nothing
+    to separate, and the zero-shot (1, 0) stays."""
+    labels = torch.tensor(succeeded, dtype=torch.float32)
+    if labels.min() == labels.max():
+        return [1.0, 0.0]
+    model.eval()
+    with torch.no_grad():  # not inference mode: the scores enter the fit below
+        scores = model.success_score(model.encode_images(finals), instruction).float()
+    scale = scores.std().clamp_min(1e-6)
+    params = torch.zeros(2, requires_grad=True)
+    opt = torch.optim.LBFGS([params], max_iter=iterations, line_search_fn="strong_wolfe")
+
+    def loss() -> torch.Tensor:
+        opt.zero_grad()
+        value = F.binary_cross_entropy_with_logits(params[0] * scores / scale + params[1], labels)
+        value = value + 1e-3 * params[0] ** 2  # separable outcomes: keep the slope finite
+        value.backward()
+        return value
+
+    opt.step(loss)
+    slope, intercept = params.detach().tolist()
+    return [slope / float(scale), intercept]
+
+
 def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: int, batch_size: int, lr: float,
               seed: int = 0, pretrained: str | None = None, name: str = "vlm") -> tuple[VLMReward, dict]:  # fmt: skip
     """Set up a VL reward for the demos' task and, if ``steps`` > 0, fine-tune it on their stage captions.
@@ -209,7 +241,7 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
     config = VLMConfig(**{key: value for key, value in model_cfg.items() if key in VLMConfig.__dataclass_fields__})
     model = VLMReward(config, pretrained=pretrained)
     camera = config.cameras[0]
-    frames, stages, task, instruction = [], [], None, None
+    frames, stages, finals, outcomes, task, instruction = [], [], [], [], None, None
     for path in data:
         with DemoReader(path) as reader:
             if task not in (None, reader.task):
@@ -221,6 +253,8 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
                     raise ValueError(f"{path}: {reader.names[i]}: no privileged/stage to caption")
                 frames.append(torch.from_numpy(reader.frames(i, camera)))
                 stages.append(stage)
+                finals.append(frames[-1][-1])
+                outcomes.append(reader.success(i))
     if task not in sim.TASKS:
         raise ValueError(f"no stage captions for task {task!r}; known tasks: {', '.join(sim.TASKS)}")
     captions = list(sim.TASKS[task].stage_captions)
@@ -232,7 +266,9 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
         if steps
         else []
     )
+    model.config.success_calibration = calibrate_success(model, torch.stack(finals), outcomes, instruction)
     summary = {"steps": steps, "train_wall_time_s": round(time.perf_counter() - start, 1), "task": task,
-               "final_loss": losses[-1] if losses else None, "captions": captions}  # fmt: skip
+               "final_loss": losses[-1] if losses else None, "captions": captions,
+               "success_calibration": model.config.success_calibration}  # fmt: skip
     model.save(out, extra={"name": name, "training": summary})
     return model, summary

@@ -165,6 +165,14 @@ def test_eval_cli_prints_metrics_and_plots(trained, demos, tmp_path, capsys):
     assert {"voc", "success_auc", "progress_mae", "progress_spearman"} <= set(metrics)
     assert plot.stat().st_size > 5000
 
+    # several files: one result each, in order, each with its own plot
+    assert cli(["eval", "--model", str(out), "--demos", str(demos[1]), str(demos[0]), "--plot", str(plot),
+                "--json"]) == 0  # fmt: skip
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["demos"] for r in report["results"]] == [str(demos[1]), str(demos[0])]
+    assert report["results"][0]["voc"] == metrics["voc"]  # the same file scores the same
+    assert all((tmp_path / f"curves_{Path(d).stem}.png").stat().st_size > 5000 for d in (demos[0], demos[1]))
+
 
 def test_model_config_is_used(demos, tmp_path):
     cfg = PRMConfig(cameras=CAMERAS, instructions=["a", "b"], channels=[8, 16], embed_dim=32, bins=11)
