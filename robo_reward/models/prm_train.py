@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from robo_reward.data.reader import DemoReader
+from robo_reward.models.augment import AugmentConfig, augment
 from robo_reward.models.checkpoint import load_checkpoint, save_checkpoint
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_loss, progress_targets
 from robo_reward.progress import progress_bar
@@ -81,21 +82,6 @@ def load_demos(
     return demos, instructions
 
 
-def shift_augment(frames: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
-    """Random translations of up to ``max_shift`` px per image (edge-padded): (B, V, S, S, 3) uint8."""
-    if max_shift == 0:
-        return frames
-    b, v, s = frames.shape[:3]
-    images = frames.flatten(0, 1).permute(0, 3, 1, 2)
-    padded = F.pad(images.float(), (max_shift,) * 4, mode="replicate")
-    dx, dy = torch.randint(0, 2 * max_shift + 1, (2, b * v), generator=generator)
-    rows = (dy[:, None] + torch.arange(s))[:, None, :, None].expand(-1, 3, -1, s + 2 * max_shift)
-    cropped = padded.gather(2, rows)
-    cols = (dx[:, None] + torch.arange(s))[:, None, None, :].expand(-1, 3, s, -1)
-    cropped = cropped.gather(3, cols)
-    return cropped.to(torch.uint8).permute(0, 2, 3, 1).reshape(b, v, s, s, 3)
-
-
 @dataclass
 class PRMTrainConfig:
     steps: int = 1500
@@ -104,7 +90,7 @@ class PRMTrainConfig:
     positive_share: float = 0.2  # batch share of final frames of successful episodes
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    max_shift: int = 4  # augmentation, px
+    augment: AugmentConfig | dict = field(default_factory=AugmentConfig)  # per-image shifts, colour, noise, blur
     seed: int = 0
     save_every: int = 250
     shuffle_targets: bool = False  # control experiment: progress targets permuted across frames
@@ -112,6 +98,14 @@ class PRMTrainConfig:
     init_from: str | None = None  # a trained PRM to start from (fine-tuning, one-shot adaptation)
     episodes: list[int] | None = None  # train on these episodes of each file only (e.g. [0]: one shot)
     train_only: list[str] | None = None  # parameter-name prefixes to train (e.g. [task_embedding]); others frozen
+
+    def __post_init__(self) -> None:
+        if isinstance(self.augment, dict):
+            unknown = set(self.augment) - set(AugmentConfig.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"reward.train.augment: unknown keys {sorted(unknown)}; known: "
+                                 f"{', '.join(AugmentConfig.__dataclass_fields__)}")  # fmt: skip
+            self.augment = AugmentConfig(**self.augment)
 
 
 def _sample(demos: DemoSet, cfg: PRMTrainConfig, gen: torch.Generator):
@@ -205,7 +199,7 @@ def train_prm(
     with progress_bar(total=cfg.steps, initial=step, desc="train prm", unit="step", disable=log is False) as bar:
         while step < cfg.steps:
             idx, a, b = _sample(demos, cfg, gen)
-            frames = shift_augment(torch.cat([demos.frames[idx], demos.frames[a], demos.frames[b]]), cfg.max_shift, gen)
+            frames = augment(torch.cat([demos.frames[idx], demos.frames[a], demos.frames[b]]), cfg.augment, gen)
             h = model.embed(frames, torch.cat([demos.task[idx], demos.task[a], demos.task[b]]))
             h_main, h_a, h_b = h.split([len(idx), len(a), len(b)])
             out_heads = model.heads(h_main)
