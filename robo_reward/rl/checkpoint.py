@@ -26,6 +26,7 @@ from typing import Any
 import torch
 from rsl_rl.runners import OnPolicyRunner
 
+from robo_reward.app import first_line
 from robo_reward.data.writer import publish, remove_stale_temps
 from robo_reward.jsonfile import read_json_object
 from robo_reward.rl.vec_env import EpisodeLog
@@ -87,7 +88,7 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                 f"{path}: not just tensors and plain data — possibly pickled code ({_unpickler_detail(exc)}); "
                 "refusing to load it"
             ) from None
-        raise ResumeError(f"{path}: not a torch checkpoint ({_first_line(exc)})") from None
+        raise ResumeError(f"{path}: not a torch checkpoint ({first_line(exc)})") from None
     if not isinstance(loaded, dict):
         raise ResumeError(f"{path}: not an rsl-rl checkpoint (holds a {type(loaded).__name__}, not a dict)")
     missing = [key for key in CHECKPOINT_KEYS if key not in loaded]
@@ -109,7 +110,7 @@ def load_runner_checkpoint(runner: OnPolicyRunner, path: str | Path) -> int:
     try:
         runner.alg.load(loaded, None, True)
     except (RuntimeError, KeyError, ValueError) as exc:
-        raise ResumeError(f"{path}: does not fit this runner's networks ({_first_line(exc)})") from None
+        raise ResumeError(f"{path}: does not fit this runner's networks ({first_line(exc)})") from None
     runner.current_learning_iteration = loaded["iter"]
     return loaded["iter"]
 
@@ -232,11 +233,6 @@ def restore_torch_rng(state: str) -> None:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:200] if text else type(exc).__name__
-
-
 def _unpickler_detail(exc: Exception) -> str:
     """What torch's weights-only unpickler objected to, e.g. ``Unsupported global: GLOBAL os.system ...``."""
     _, _, detail = str(exc).partition("WeightsUnpickler error:")
