@@ -84,11 +84,11 @@ def run_twin(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for number in (signal.SIGINT, signal.SIGTERM):
         signal.signal(number, lambda *_: stop.set())
-    print(f"twin: robot {robot.name} over {robot.transport}: {robot.topic(robot.joint_states_topic)} at "
-          f"{robot.twin.get('state_rate_hz')} Hz, commands on {robot.topic(robot.command_topic)}; Ctrl-C stops",
-          flush=True)  # fmt: skip
+    banner = (f"twin: robot {robot.name} over {robot.transport}: {robot.topic(robot.joint_states_topic)} at "
+              f"{robot.twin.get('state_rate_hz')} Hz, commands on {robot.topic(robot.command_topic)}; Ctrl-C stops")
     try:
-        audit = serve(robot, stop, Path(args.report) if args.report else None, args.duration)
+        audit = serve(robot, stop, Path(args.report) if args.report else None, args.duration,
+                      ready=lambda: print(banner, flush=True))  # fmt: skip
     except ArmError as exc:
         print(f"robo-reward twin: error: {_first_line(exc)}", file=sys.stderr)
         return EXIT_ROBOT

@@ -19,6 +19,7 @@ import json
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ class CommandAudit:
         if len(positions) != len(self.joints.names) or not np.isfinite(positions).all():
             self.violations["malformed"] += 1
             return None
-        tolerance = 1e-9
+        tolerance = 1e-6  # rad: a hold is the measured position, which sits within this of the last target
         if ((positions < self.joints.lower - tolerance) | (positions > self.joints.upper + tolerance)).any():
             self.violations["out_of_limits"] += 1
         if self.previous is not None:
@@ -93,6 +94,7 @@ class TwinArm(Arm):
         mujoco.mj_forward(self.model, self.data)
         self.target = start[: len(names)].copy()
         self.audit = CommandAudit(config.joints, config.safety.max_step)
+        self.audit.previous = self.target.copy()  # the controller's own hold: the first command is a step from it
         self.lock = threading.Lock()
 
     def observation_spec(self) -> JointSpec:
@@ -133,9 +135,14 @@ class TwinArm(Arm):
 
 
 def serve(
-    config: RobotConfig, stop: threading.Event, report: Path | None = None, duration_s: float | None = None
+    config: RobotConfig,
+    stop: threading.Event,
+    report: Path | None = None,
+    duration_s: float | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the twin node until ``stop`` is set (or ``duration_s`` passes); return (and write) the audit."""
+    """Run the twin node until ``stop`` is set (or ``duration_s`` passes); return (and write) the audit.
+    ``ready()`` is called once the node publishes and subscribes."""
     arm = TwinArm(config)
     link = open_link(config, "robo_reward_twin")
     paused = threading.Event()
@@ -157,6 +164,8 @@ def serve(
         link.subscribe_commands(config.controller, config.topic(config.command_topic), config.command_qos, on_command)
         for number, action in ((signal.SIGUSR1, "pause"), (signal.SIGUSR2, "resume")):
             signal.signal(number, lambda *_, action=action: _toggle(paused, pauses, action))
+        if ready is not None:
+            ready()
         period = 1.0 / float(config.twin.get("state_rate_hz", 100))
         deadline = time.monotonic()
         end = deadline + duration_s if duration_s else None
