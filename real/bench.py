@@ -105,17 +105,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def write_mlp_artifact(folder: Path, hidden: tuple[int, ...] = (128, 128), seed: int = 0) -> Path:
-    """An artifact (policy.onnx + spec.json) of an untrained MLP with reach's interface, weights seeded."""
+def write_mlp_artifact(
+    folder: Path,
+    hidden: tuple[int, ...] = (128, 128),
+    seed: int = 0,
+    layers: list[tuple[np.ndarray, np.ndarray]] | None = None,
+) -> Path:
+    """An artifact (policy.onnx + spec.json) with reach's interface: an MLP with seeded random weights, or
+    the given ``layers`` [(weight (in, out), bias (out,)), ...] (ELU between them, the output clipped)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     sizes = [len(OBS_NAMES), *hidden, len(ACTION_NAMES)]
+    if layers is None:
+        layers = [((rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)), np.zeros(n_out))
+                  for n_in, n_out in itertools.pairwise(sizes)]  # fmt: skip
+    sizes = [len(OBS_NAMES), *(len(bias) for _, bias in layers)]
     nodes, weights, current = [], [], "obs"
-    for k, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
-        weights += [numpy_helper.from_array(w, f"w{k}"), numpy_helper.from_array(np.zeros(n_out, np.float32), f"b{k}")]
+    for k, (w, b) in enumerate(layers):
+        weights += [numpy_helper.from_array(np.asarray(w, np.float32), f"w{k}"),
+                    numpy_helper.from_array(np.asarray(b, np.float32), f"b{k}")]  # fmt: skip
         nodes.append(helper.make_node("Gemm", [current, f"w{k}", f"b{k}"], [f"h{k}"]))
         current = f"h{k}"
         if k < len(sizes) - 2:

@@ -51,7 +51,8 @@ def run_deploy(args: argparse.Namespace) -> int:
 
     _log_to_stderr("deploy")
     try:
-        report = deploy(args.policy, parse_overrides(args.overrides), args.dry_run, args.record, args.steps)
+        report = deploy(args.policy, parse_overrides(args.overrides), args.dry_run, args.record, args.steps,
+                        announce=lambda line: print(f"robo-reward deploy: {line}", file=sys.stderr, flush=True))
     except ArmError as exc:
         print(f"robo-reward deploy: error: {_first_line(exc)}", file=sys.stderr)
         return EXIT_ROBOT

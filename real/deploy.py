@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,8 +141,10 @@ def deploy(
     dry_run: bool = False,
     record: str | Path | None = None,
     steps: int | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the artifact on the robot; return the report (``stopped`` says why the run ended)."""
+    """Run the artifact on the robot; return the report (``stopped`` says why the run ended).
+    ``announce(line)`` is told when the control loop starts."""
     artifact = load_artifact(artifact_dir)
     robot, extras = load_robot(overrides)
     plan = check_spec(artifact.spec, robot)
@@ -165,6 +168,10 @@ def deploy(
         with KeyboardEstop(arm.estop, robot.safety.keyboard_estop), arm:
             if not dry_run:
                 report["approach_s"] = _approach_start_pose(arm, plan, robot)
+            if announce is not None:
+                keys = " or space/enter" if robot.safety.keyboard_estop and sys.stdin.isatty() else ""
+                announce(f"running at {plan.rate_hz:g} Hz on robot {robot.name}{' (dry run)' if dry_run else ''}; "
+                         f"Ctrl-C stops; e-stop: {robot.topic(robot.estop_topic)}{keys}")  # fmt: skip
             stopped, tcp = _loop(arm, ros, artifact, plan, robot, builder, trace, steps, goal)
     except KeyboardInterrupt:
         stopped = "ctrl-c"
@@ -225,7 +232,8 @@ def _loop(arm: SafetyArm, ros: RosArm, artifact: PolicyArtifact, plan: Plan, rob
         age = arm.state_age()
         if age > robot.lost_after_s:
             raise ArmError(f"robot {robot.name} lost: no joint states on {robot.topic(robot.joint_states_topic)} "
-                           f"for {age:.1f} s (its driver or the ROS graph went away); stopped, holding")  # fmt: skip
+                           f"for over {robot.lost_after_s:g} s (its driver or the ROS graph went away); "
+                           "stopped, the last command was a hold")  # fmt: skip
         if arm.is_stale():  # the watchdog: hold until the state is fresh again, without running the policy
             arm.command(arm.hold_target())
             trace.stale_cycles += 1

@@ -15,10 +15,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
 from real.bench import free_port, write_mlp_artifact
 
@@ -45,26 +47,40 @@ class Graph:
         else:
             port = free_port()
             self.env.update(ROS_MASTER_URI=f"http://127.0.0.1:{port}", ROS_IP="127.0.0.1")
-            self.master = self.start(["rosmaster", "--core", "-p", str(port), "-w", "1"], python=False)
+            self.master = self.start(["rosmaster", "--core", "-p", str(port), "-w", "1"])
 
-    def start(self, args: list[str], python: bool = True) -> subprocess.Popen:
-        command = [*self.prefix, *([sys.executable, "-m", "real.cli"] if python else []), *args]
-        process = subprocess.Popen(command, env=self.env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True)  # fmt: skip
+    def start(self, command: list[str]) -> subprocess.Popen:
+        """Run ``command`` on this graph (ROS 2: inside the namespace)."""
+        process = subprocess.Popen([*self.prefix, *command], env=self.env, cwd=REPO, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)  # fmt: skip
         self.processes.append(process)
         return process
 
+    def cli(self, *args: str) -> subprocess.Popen:
+        """``python -m real.cli ARGS`` (deploy or twin) on this graph."""
+        return self.start([sys.executable, "-m", "real.cli", *args])
+
+    def robot(self, *overrides: str) -> list[str]:
+        return [f"robot={self.transport}", "safety.keyboard_estop=false", *overrides]
+
     def twin(self, *overrides: str, name: str = "twin") -> Twin:
         report = self.tmp / f"{name}-{uuid.uuid4().hex[:6]}.json"
-        process = self.start(["twin", f"robot={self.transport}", *overrides, "--report", str(report)])
+        process = self.cli("twin", f"robot={self.transport}", *overrides, "--report", str(report))
         line = process.stdout.readline()  # "twin: robot ... Ctrl-C stops" once the node is up
         assert line.startswith("twin: robot"), process.stderr.read()
         return Twin(process, report)
 
     def deploy(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
-        process = self.start(["deploy", *args])
+        process = self.cli("deploy", *args)
         out, err = process.communicate(timeout=timeout)
         return process.returncode, out, err
+
+    def deploy_running(self, *args: str) -> subprocess.Popen:
+        """Start deploy and return once its control loop runs (its "running" line on stderr)."""
+        process = self.cli("deploy", *args)
+        line = process.stderr.readline()
+        assert "running" in line, line + process.stderr.read()
+        return process
 
     def close(self) -> None:
         for process in reversed(self.processes):
@@ -109,25 +125,48 @@ def graph(request, tmp_path) -> Iterator[Graph]:
 
 @pytest.fixture(scope="session")
 def reach_artifact(tmp_path_factory) -> Path:
-    """A reach policy trained by robo-train (dense reward, ~25 s on 2 cores) and exported."""
-    from robo_reward.export import export_policy
+    """A reach policy that reaches: one linear layer, ``action = K (target - tcp)``, ``K`` the tcp Jacobian's
+    pseudo-inverse at the start pose (from the arm's MJCF) at gain 0.5, gripper open — a closed-loop
+    servo in the artifact format (the tiny-network stand-in for a trained policy: a robo-train run short
+    enough for a test does not learn reach reliably). Task config: 2 cm success radius, stop on success."""
+    import mujoco
 
-    run_dir = tmp_path_factory.mktemp("reach_run")
-    cmd = [sys.executable, "-m", "robo_reward.train", "task=reach", "iterations=50", "num_envs=64", "seed=0",
-           "eval_video.steps=0", "progress_bar=false", f"hydra.run.dir={run_dir}"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=run_dir, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"robo-train failed:\n{proc.stderr[-3000:]}"
-    out = tmp_path_factory.mktemp("artifacts") / "reach"
-    export_policy(run_dir, out)
-    return out
+    from real.config import ASSETS
 
-
-def mlp_artifact(folder: Path, rate_hz: float = 20.0, scale: float = 0.05, **spec_changes) -> Path:
-    """An untrained MLP artifact with reach's interface; ``spec_changes`` edit spec.json's top-level keys."""
-    write_mlp_artifact(folder)
+    model = mujoco.MjModel.from_xml_path(str(ASSETS / "reach.xml"))
+    data = mujoco.MjData(model)
+    arm = ["shoulder_pan", "shoulder_lift", "elbow", "forearm_roll", "wrist_pitch", "tool_roll"]
+    robot = yaml.safe_load((ASSETS.parent / "conf" / "robot" / "ros2.yaml").read_text())
+    data.qpos[[model.joint(j).qposadr[0] for j in arm]] = robot["start_pose"]
+    mujoco.mj_forward(model, data)
+    jacobian = np.zeros((3, model.nv))
+    mujoco.mj_jacSite(model, data, jacobian, None, model.site("tcp").id)
+    gain = 0.5 * np.linalg.pinv(jacobian[:, [model.joint(j).dofadr[0] for j in arm]]) / 0.05  # (6, 3)
+    weight, bias = np.zeros((23, 7)), np.zeros(7)
+    weight[20:23, :6] = gain.T  # observation 20..22: target_minus_tcp_x|y|z
+    bias[6] = -1.0  # gripper open
+    folder = write_mlp_artifact(tmp_path_factory.mktemp("artifacts") / "reach", layers=[(weight, bias)])
     spec = json.loads((folder / "spec.json").read_text())
-    spec["control_rate_hz"] = rate_hz
-    spec["action"]["scale"] = [scale] * 6 + [1.0]
-    spec.update(spec_changes)
+    spec["control_rate_hz"] = 20.0
+    spec["task_config"] = {"success_radius": 0.02, "terminate_on_success": True, "max_episode_steps": 100}
     (folder / "spec.json").write_text(json.dumps(spec))
     return folder
+
+
+@pytest.fixture
+def mlp_artifact(tmp_path) -> Callable[..., Path]:
+    """``make(rate_hz, scale, edit)``: an untrained MLP artifact with reach's interface; ``edit(spec)``
+    changes spec.json."""
+
+    def make(rate_hz: float = 20.0, scale: float = 0.05, edit: Callable[[dict], None] | None = None) -> Path:
+        folder = tmp_path / f"mlp-{uuid.uuid4().hex[:6]}"
+        write_mlp_artifact(folder)
+        spec = json.loads((folder / "spec.json").read_text())
+        spec["control_rate_hz"] = rate_hz
+        spec["action"]["scale"] = [scale] * 6 + [1.0]
+        if edit is not None:
+            edit(spec)
+        (folder / "spec.json").write_text(json.dumps(spec))
+        return folder
+
+    return make
