@@ -59,7 +59,7 @@ def _too_fast(spec: dict) -> None:
     spec["control_rate_hz"] = 1000.0
 
 
-def test_spec_mismatch_is_refused_before_any_command(graph, mlp_artifact):
+def test_spec_mismatch_is_refused_and_dry_run_sends_nothing(graph, mlp_artifact):
     twin = graph.twin()
     cases = [(_rename_joint, "the policy's joint 'waist' is not a joint of robot"),
              (_drop_joint, "the policy drives 5 joints"),
@@ -68,7 +68,10 @@ def test_spec_mismatch_is_refused_before_any_command(graph, mlp_artifact):
         code, out, err = graph.deploy(str(mlp_artifact(edit=edit)), *graph.robot(GOAL))
         assert code == 2 and out == "" and len(err.strip().splitlines()) == 1, err
         assert err.startswith("robo-reward deploy: error: ") and message in err, err
-    assert twin.stop()["commands"] == 0
+    code, out, err = graph.deploy(str(mlp_artifact()), *graph.robot(GOAL), "--steps", "10", "--dry-run", "--json")
+    report = report_of(out)
+    assert code == 0 and report["dry_run"] and report["steps"] == 10 and report["inference_ms_p50"] > 0, err
+    assert twin.stop()["commands"] == 0  # nothing was ever published to the arm
 
 
 def test_watchdog_holds_while_states_stop_and_the_loop_resumes(graph, mlp_artifact):
@@ -125,6 +128,20 @@ def test_estop_topic_stops_the_run_holding(graph, mlp_artifact, tmp_path):
     assert report["steps"] < 400 and audit["violations"] == NO_VIOLATIONS
     last = np.array(audit["log"][-1][1])
     assert np.array_equal(np.array(audit["log"][-2][1]), last)  # the final commands are holds
+
+
+def test_ctrl_c_stops_holding_with_exit_130(graph, mlp_artifact):
+    twin = graph.twin()
+    deploy = graph.deploy_running(str(mlp_artifact(scale=0.01)), *graph.robot(GOAL), "--steps", "400")
+    time.sleep(0.5)
+    deploy.send_signal(signal.SIGINT)
+    out, err = deploy.communicate(timeout=30)
+    audit = twin.stop()
+    assert deploy.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1].startswith("robo-reward deploy: stopped by Ctrl-C after ")
+    assert "stopped: ctrl-c" in out and audit["violations"] == NO_VIOLATIONS
+    sent = [np.array(p) for _, p in audit["log"]]
+    assert len(sent) > 5 and np.array_equal(sent[-1], sent[-2])  # the last command repeats the one before: a hold
 
 
 def test_fuzzed_commands_over_the_graph_stay_within_limits(graph, tmp_path):
