@@ -164,6 +164,7 @@ def serve(
         link.subscribe_commands(config.controller, config.topic(config.command_topic), config.command_qos, on_command)
         for number, action in ((signal.SIGUSR1, "pause"), (signal.SIGUSR2, "resume")):
             signal.signal(number, lambda *_, action=action: _toggle(paused, pauses, action))
+        cameras = Cameras(arm, link, config)
         if ready is not None:
             ready()
         period = 1.0 / float(config.twin.get("state_rate_hz", 100))
@@ -173,18 +174,50 @@ def serve(
             arm.advance(period)
             if not paused.is_set():
                 publish()
+            cameras.maybe_publish(deadline)
             deadline += period
             delay = deadline - time.monotonic()
             if delay > 0:
                 stop.wait(delay)
             elif delay < -period:
                 deadline = time.monotonic()
+        cameras.close()
     finally:
         link.close()
     result = {**arm.audit.report(), "pauses": pauses}
     if report is not None:
         report.write_text(json.dumps(result))
     return result
+
+
+class Cameras:
+    """The twin's ``twin.cameras`` rendered at ``twin.camera_rate_hz`` to ``camera/<name>/image_raw``."""
+
+    def __init__(self, arm: TwinArm, link: Any, config: RobotConfig) -> None:
+        self.arm, self.names = arm, [str(name) for name in config.twin.get("cameras") or []]
+        self.period = 1.0 / float(config.twin.get("camera_rate_hz", 10))
+        self.next = 0.0
+        self.renderer = None
+        if self.names:
+            size = int(config.twin.get("camera_size", 64))
+            arm.model.vis.global_.offwidth = max(arm.model.vis.global_.offwidth, size)
+            arm.model.vis.global_.offheight = max(arm.model.vis.global_.offheight, size)
+            self.renderer = mujoco.Renderer(arm.model, size, size)
+        self.publishers = [link.image_publisher(config.topic(f"camera/{name}/image_raw")) for name in self.names]
+
+    def maybe_publish(self, now: float) -> None:
+        if self.renderer is None or now < self.next:
+            return
+        self.next = now + self.period
+        for name, publish in zip(self.names, self.publishers, strict=True):
+            with self.arm.lock:
+                self.renderer.update_scene(self.arm.data, camera=name)
+                image = self.renderer.render()
+            publish(image)
+
+    def close(self) -> None:
+        if self.renderer is not None:
+            self.renderer.close()
 
 
 def _toggle(paused: threading.Event, pauses: list[tuple[str, float]], action: str) -> None:

@@ -27,10 +27,12 @@ def report_of(out: str) -> dict:
 
 @pytest.mark.parametrize("controller", ["forward_position", "joint_trajectory"])
 def test_twin_and_deploy_reach_the_goal(graph, reach_artifact, tmp_path, controller):
-    twin = graph.twin("twin.initial_pose=[0.2,0.5,0.2,0.0,-0.5,0.0,0.02,0.02]", f"controller={controller}")
+    cameras = ["camera_topics=[camera/front/image_raw]"] if controller == "forward_position" else []
+    twin = graph.twin("twin.initial_pose=[0.2,0.5,0.2,0.0,-0.5,0.0,0.02,0.02]", f"controller={controller}",
+                      *(["twin.cameras=[front]"] if cameras else []))  # fmt: skip
     record = tmp_path / "run.h5"
-    code, out, err = graph.deploy(str(reach_artifact), *graph.robot(GOAL, f"controller={controller}"), "--json",
-                                  "--record", str(record))  # fmt: skip
+    code, out, err = graph.deploy(str(reach_artifact), *graph.robot(GOAL, f"controller={controller}", *cameras),
+                                  "--json", "--record", str(record))  # fmt: skip
     assert code == 0, err
     report, audit = report_of(out), twin.stop()
     assert report["stopped"] == "success" and report["success"] is True, report
@@ -43,6 +45,9 @@ def test_twin_and_deploy_reach_the_goal(graph, reach_artifact, tmp_path, control
     with h5py.File(record) as f:
         assert f["data/demo_0/obs/state"].shape == (report["steps"], 23) and f["data/demo_0"].attrs["success"]
         assert json.loads(f["data"].attrs["env_args"])["robot"] == graph.transport
+        if cameras:  # the twin's rendered front camera, recorded alongside each step
+            frames = f["data/demo_0/obs/camera_front_rgb"]
+            assert frames.shape == (report["steps"], 64, 64, 3) and frames[-1].std() > 10
 
 
 def _rename_joint(spec: dict) -> None:
