@@ -6,8 +6,8 @@ only one of the two. A ROS 1 process therefore puts the system directory first o
 rospy and the messages (set ``ROBO_REWARD_ROS1_PATH`` for another install). Messages are plain Python
 lists (no ``numpy_msg``: it predates NumPy 2).
 
-The node is anonymous-free and signal-free (``disable_signals``): Ctrl-C reaches the deploy loop, which
-holds the arm. rospy allows one node per process and no re-initialisation.
+The node is anonymous (a unique name) and signal-free (``disable_signals``): Ctrl-C reaches the deploy
+loop, which holds the arm. rospy allows one node per process and no re-initialisation.
 """
 
 from __future__ import annotations
@@ -74,7 +74,8 @@ class Ros1Link:
         uri = os.environ.get("ROS_MASTER_URI", "http://localhost:11311")
         if not master_online(timeout_s):
             raise ConnectionError(f"no ROS master answers at {uri} (ROS_MASTER_URI): start one, e.g. rosmaster --core")
-        rospy.init_node(node_name, disable_signals=True, disable_rosout=True, disable_rostime=True)
+        # anonymous: a second node of the same name would make the master shut the first one down
+        rospy.init_node(node_name, anonymous=True, disable_signals=True, disable_rosout=True, disable_rostime=True)
         for name in ("rosout", "rospy"):  # rospy's own chatter (e.g. about a master that went away) stays quiet
             logging.getLogger(name).setLevel(logging.CRITICAL)
         self._subscribers: list[Any] = []

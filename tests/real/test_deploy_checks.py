@@ -120,3 +120,19 @@ def test_what_export_writes_for_reach_fits_the_robot():
     kinematics = Kinematics(ROBOT.mjcf, ROBOT.joints.names, ROBOT.tcp_site)
     builder = ObservationBuilder(interface["observation_names"], ROBOT.joints.names, kinematics, np.zeros(3))
     assert len(builder.index) == task.obs_dim
+
+
+def test_real_never_imports_the_training_side():
+    """DESIGN: real/ reads only the artifact; a robot computer runs deploy and the twin without torch."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    real_dir = Path(__file__).resolve().parents[2] / "real"
+    for path in real_dir.glob("*.py"):
+        text = path.read_text()
+        assert "import robo_reward" not in text and "from robo_reward" not in text, path
+    loaded = "sorted(m for m in ('torch', 'sim', 'robo_reward', 'rclpy', 'rospy') if m in sys.modules)"
+    code = f"import sys, real.cli, real.deploy, real.twin, real.bench, real.safety; print({loaded})"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"  # ROS client libraries load only when a link opens
