@@ -182,6 +182,8 @@ def deploy(
             stopped, report["error"] = "lost", str(exc)
         else:
             raise
+    if sys.stderr.isatty():
+        print("\r\033[K", end="", file=sys.stderr)  # clear the progress line
     report.update(_timing(trace, ros.latencies), steps=len(trace.states), stopped=stopped)
     report["interventions"] = dict(arm.counts)
     report["estop"] = arm.estop_reason or None
