@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +80,10 @@ def run_twin(args: argparse.Namespace) -> int:
     robot, extras = load_robot(parse_overrides(args.overrides))
     if extras:
         raise ValueError(f"twin takes robot keys only, not {', '.join(extras)}")
-    stop = threading.Event()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, lambda *_: stop.set())
     banner = (f"twin: robot {robot.name} over {robot.transport}: {robot.topic(robot.joint_states_topic)} at "
               f"{robot.twin.get('state_rate_hz')} Hz, commands on {robot.topic(robot.command_topic)}; Ctrl-C stops")
     try:
-        audit = serve(robot, stop, Path(args.report) if args.report else None, args.duration,
+        audit = serve(robot, Path(args.report) if args.report else None, args.duration,
                       ready=lambda: print(banner, flush=True))  # fmt: skip
     except ArmError as exc:
         print(f"robo-reward twin: error: {_first_line(exc)}", file=sys.stderr)

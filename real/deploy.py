@@ -167,7 +167,7 @@ def deploy(
     try:
         with KeyboardEstop(arm.estop, robot.safety.keyboard_estop), arm:
             if not dry_run:
-                report["approach_s"] = _approach_start_pose(arm, plan, robot)
+                report["approach_s"] = _approach_start_pose(arm, robot)
             if announce is not None:
                 keys = " or space/enter" if robot.safety.keyboard_estop and sys.stdin.isatty() else ""
                 announce(f"running at {plan.rate_hz:g} Hz on robot {robot.name}{' (dry run)' if dry_run else ''}; "
@@ -196,11 +196,11 @@ def deploy(
     return report
 
 
-def _approach_start_pose(arm: SafetyArm, plan: Plan, robot: RobotConfig) -> float:
+def _approach_start_pose(arm: SafetyArm, robot: RobotConfig) -> float:
     """The slow move to the policy's start pose (arm joints) with the gripper open; seconds it took."""
     start = arm.hold_target().copy()
-    start[plan.delta_joints] = robot.start_pose
-    start[plan.gripper_joints] = robot.gripper_open
+    start[robot.joints.index(robot.arm_joints)] = robot.start_pose
+    start[robot.joints.index(robot.gripper_joints)] = robot.gripper_open
     safety = robot.safety
     return round(approach(arm, start, safety.approach_velocity, safety.approach_tolerance, APPROACH_TIMEOUT_S), 2)
 

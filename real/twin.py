@@ -134,19 +134,35 @@ class TwinArm(Arm):
                     mujoco.mj_step(self.model, self.data)
 
 
+class Signals:
+    """SIGINT/SIGTERM (stop) and SIGUSR1/SIGUSR2 (pause/resume the state publisher) as plain flags: a
+    handler that took a lock (``Event.set``) could deadlock with the main thread it interrupted."""
+
+    def __init__(self) -> None:
+        self.stop = self.paused = False
+        self.pauses: list[tuple[str, float]] = []
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
+            signal.signal(number, self._handle)
+
+    def _handle(self, number: int, frame: object) -> None:
+        if number in (signal.SIGINT, signal.SIGTERM):
+            self.stop = True
+            return
+        self.paused = number == signal.SIGUSR1
+        self.pauses.append(("pause" if self.paused else "resume", time.monotonic()))
+
+
 def serve(
     config: RobotConfig,
-    stop: threading.Event,
     report: Path | None = None,
     duration_s: float | None = None,
     ready: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Run the twin node until ``stop`` is set (or ``duration_s`` passes); return (and write) the audit.
-    ``ready()`` is called once the node publishes and subscribes."""
+    """Run the twin node until SIGINT/SIGTERM (or ``duration_s``); return (and write) the audit. Call from
+    the main thread (it installs the signal handlers); ``ready()`` once the node publishes and subscribes."""
     arm = TwinArm(config)
+    signals = Signals()
     link = open_link(config, "robo_reward_twin")
-    paused = threading.Event()
-    pauses: list[tuple[str, float]] = []
     try:
         publish_state = link.state_publisher(config.topic(config.joint_states_topic), config.state_qos)
 
@@ -158,33 +174,31 @@ def serve(
 
         def on_command(names: list[str] | None, positions: np.ndarray) -> None:
             applied = arm.command(positions, names) is not None
-            if applied and echo and not paused.is_set():
+            if applied and echo and not signals.paused:
                 publish()
 
         link.subscribe_commands(config.controller, config.topic(config.command_topic), config.command_qos, on_command)
-        for number, action in ((signal.SIGUSR1, "pause"), (signal.SIGUSR2, "resume")):
-            signal.signal(number, lambda *_, action=action: _toggle(paused, pauses, action))
         cameras = Cameras(arm, link, config)
         if ready is not None:
             ready()
         period = 1.0 / float(config.twin.get("state_rate_hz", 100))
         deadline = time.monotonic()
         end = deadline + duration_s if duration_s else None
-        while not stop.is_set() and (end is None or time.monotonic() < end):
+        while not signals.stop and (end is None or time.monotonic() < end):
             arm.advance(period)
-            if not paused.is_set():
+            if not signals.paused:
                 publish()
             cameras.maybe_publish(deadline)
             deadline += period
             delay = deadline - time.monotonic()
             if delay > 0:
-                stop.wait(delay)
+                time.sleep(delay)
             elif delay < -period:
                 deadline = time.monotonic()
         cameras.close()
     finally:
         link.close()
-    result = {**arm.audit.report(), "pauses": pauses}
+    result = {**arm.audit.report(), "pauses": signals.pauses}
     if report is not None:
         report.write_text(json.dumps(result))
     return result
@@ -218,8 +232,3 @@ class Cameras:
     def close(self) -> None:
         if self.renderer is not None:
             self.renderer.close()
-
-
-def _toggle(paused: threading.Event, pauses: list[tuple[str, float]], action: str) -> None:
-    (paused.set if action == "pause" else paused.clear)()
-    pauses.append((action, time.monotonic()))

@@ -90,7 +90,9 @@ def test_watchdog_holds_while_states_stop_and_the_loop_resumes(graph, mlp_artifa
     assert deploy.returncode == 0, err
     report, audit = report_of(out), twin.stop()
     assert report["stopped"] == "steps" and report["steps"] == 50  # it went on after the states came back
-    assert report["stale_cycles"] >= 6 and report["interventions"]["stale_state"] == report["stale_cycles"]
+    # the loop skips the policy on stale cycles; safety also holds a command whose state aged past the limit
+    # between the loop's check and the command (a race that only adds holds)
+    assert report["stale_cycles"] >= 6 and report["interventions"]["stale_state"] >= report["stale_cycles"]
 
     times = np.array([t for t, _ in audit["log"]])
     positions = np.array([p for _, p in audit["log"]])
