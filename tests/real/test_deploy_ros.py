@@ -27,12 +27,14 @@ def report_of(out: str) -> dict:
 
 @pytest.mark.parametrize("controller", ["forward_position", "joint_trajectory"])
 def test_twin_and_deploy_reach_the_goal(graph, reach_artifact, tmp_path, controller):
+    # forward_position: with a camera recorded alongside; joint_trajectory: under a namespace (/arm1/...)
     cameras = ["camera_topics=[camera/front/image_raw]"] if controller == "forward_position" else []
-    twin = graph.twin("twin.initial_pose=[0.2,0.5,0.2,0.0,-0.5,0.0,0.02,0.02]", f"controller={controller}",
+    robot = [f"controller={controller}", *([] if cameras else ["namespace=/arm1"])]
+    twin = graph.twin("twin.initial_pose=[0.2,0.5,0.2,0.0,-0.5,0.0,0.02,0.02]", *robot,
                       *(["twin.cameras=[front]"] if cameras else []))  # fmt: skip
     record = tmp_path / "run.h5"
-    code, out, err = graph.deploy(str(reach_artifact), *graph.robot(GOAL, f"controller={controller}", *cameras),
-                                  "--json", "--record", str(record))  # fmt: skip
+    code, out, err = graph.deploy(str(reach_artifact), *graph.robot(GOAL, *robot, *cameras), "--json", "--record",
+                                  str(record))  # fmt: skip
     assert code == 0, err
     report, audit = report_of(out), twin.stop()
     assert report["stopped"] == "success" and report["success"] is True, report
