@@ -16,8 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from real.arm import ArmError
-
 EXIT_ROBOT, EXIT_INTERRUPTED = 1, 130
 
 
@@ -44,6 +42,7 @@ def add_bench_deploy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
+    from real.arm import ArmError
     from real.config import parse_overrides
     from real.deploy import deploy
 
@@ -73,6 +72,7 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def run_twin(args: argparse.Namespace) -> int:
+    from real.arm import ArmError
     from real.config import load_robot, parse_overrides
     from real.twin import serve
 

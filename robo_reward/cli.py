@@ -8,8 +8,6 @@ import json
 import sys
 from pathlib import Path
 
-from real import cli as real_cli
-
 IMPORTERS = ("video", "rosbag", "lerobot")
 
 
@@ -126,6 +124,8 @@ def _info_tasks() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from real import cli as real_cli  # the robot commands' arguments (standard library only until they run)
+
     parser = argparse.ArgumentParser(prog="robo-reward", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command in ("validate", "view"):
             _demo_file(args)
         elif args.command in ("deploy", "twin"):
+            from real import cli as real_cli
+
             return real_cli.run_deploy(args) if args.command == "deploy" else real_cli.run_twin(args)
         elif args.command == "pipeline":
             from robo_reward.pipeline import run_pipeline
