@@ -26,6 +26,7 @@ from real.images import image_to_rgb
 
 ROS1_PATH = os.environ.get("ROBO_REWARD_ROS1_PATH", "/usr/lib/python3/dist-packages")
 MESSAGES = ("std_msgs.msg", "sensor_msgs.msg", "trajectory_msgs.msg")
+FLUSH_S = 0.1
 
 
 def _import_rospy() -> tuple[Any, dict[str, Any]]:
@@ -161,7 +162,10 @@ class Ros1Link:
         return False
 
     def close(self) -> None:
-        """Shut the node down; with the master gone rospy only logs (silenced above) and returns."""
+        """Shut the node down; with the master gone rospy only logs (silenced above) and returns.
+        rospy sends from per-connection queue threads and has no flush: the wait lets the last command
+        (the hold) leave before the connections close."""
+        time.sleep(FLUSH_S)
         rospy.signal_shutdown("robo-reward done")
 
     # -- helpers --------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ import numpy as np
 
 try:
     import rclpy
+    from rclpy.duration import Duration
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
@@ -33,6 +34,7 @@ except ImportError as exc:  # the wheels are an extra: say how to get them
 
 from real.images import image_to_rgb
 
+FLUSH_S = 0.2  # longest wait for the last command's acknowledgement when closing (a vanished arm never acks)
 StateCallback = Callable[[list[str], np.ndarray, np.ndarray], None]
 CommandCallback = Callable[[list[str] | None, np.ndarray], None]
 
@@ -63,6 +65,7 @@ class Ros2Link:
         self.thread = threading.Thread(target=self._spin, name=f"{node_name}-executor", daemon=True)
         self.thread.start()
         self._closed = False
+        self._commands: list[Any] = []  # command publishers: their last message is acknowledged before close
 
     def _spin(self) -> None:
         try:
@@ -98,8 +101,10 @@ class Ros2Link:
         array's) or a one-point JointTrajectory reaching them ``duration`` seconds from now."""
         if controller == "forward_position":
             publisher = self.node.create_publisher(Float64MultiArray, topic, qos_profile(qos))
+            self._commands.append(publisher)
             return lambda names, positions, duration: publisher.publish(Float64MultiArray(data=positions.tolist()))
         trajectory = self.node.create_publisher(JointTrajectory, topic, qos_profile(qos))
+        self._commands.append(trajectory)
 
         def publish(names: list[str], positions: np.ndarray, duration: float) -> None:
             point = JointTrajectoryPoint(positions=positions.tolist())
@@ -160,6 +165,8 @@ class Ros2Link:
         if self._closed:
             return
         self._closed = True
+        for publisher in self._commands:  # the last command (the hold) reaches the arm before the node goes
+            publisher.wait_for_all_acked(Duration(seconds=FLUSH_S))
         self.executor.shutdown()
         self.thread.join(timeout=5.0)
         self.node.destroy_node()
