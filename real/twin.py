@@ -5,7 +5,7 @@ It serves what a ros2_control arm serves — ``sensor_msgs/JointState`` on the s
 topics, so ``deploy robot=X`` runs against ``twin robot=X`` unchanged. Physics runs in real time with the
 MJCF's position actuators (``twin.physics: false`` makes a mock arm whose state is its last command, like
 ros2_control's mock hardware; with ``twin.publish_on_command`` it echoes each command at once: the
-bench's loopback arm).
+bench's loopback arm). ``twin.cameras`` renders MJCF cameras to ``camera/<name>/image_raw``.
 
 The twin audits every command it receives against the robot's joint limits and ``safety.max_step``
 (the step from the previous command): the check of what reached the arm, independent of the sender.
