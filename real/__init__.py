@@ -1,3 +1,4 @@
-"""Hardware side of robo_reward: the ``Arm`` interface, the safety layer, ROS 2 / ROS 1 adapters, the
-MuJoCo twin node and the deploy loop. It reads only the exported policy artifact and
-never imports ``robo_reward``; its modules arrive with the deployment issue."""
+"""Hardware side of robo_reward: the ``Arm`` interface (``arm``), the safety layer (``safety``), ROS 2 / ROS 1
+links (``ros2``, ``ros1``, ``ros_arm``), the MuJoCo twin node (``twin``), the deploy loop (``deploy``) and
+the policy-artifact loader (``artifact``). It reads only the exported policy artifact and never imports
+``robo_reward``: a robot computer needs numpy, onnxruntime, mujoco and its ROS client, not the training side."""

@@ -17,7 +17,11 @@ def _cameras(text: str | None) -> tuple[str, ...] | None:
     return tuple(name for name in text.split(",") if name) if text else None
 
 
-def _bench(args: argparse.Namespace) -> dict:
+def _bench(args: argparse.Namespace) -> dict | list:
+    if args.what == "deploy":  # before sim's import: a robot computer needs no simulator
+        from real.cli import run_bench_deploy
+
+        return run_bench_deploy(args)
     from sim.bench import bench_render, bench_sim
 
     if args.what != "learn":
@@ -130,12 +134,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from real import cli as real_cli  # the robot commands' arguments (standard library only until they run)
+
     parser = _Parser(prog="robo-reward", description=__doc__,
                      epilog="The architecture, contracts and command surface: docs/architecture.md in the repository.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     bench = sub.add_parser("bench", help="benchmarks, each against a baseline measured in the same run")
-    bench.add_argument("what", choices=["sim", "render", "record", "label", "learn"])
+    bench.add_argument("what", choices=["sim", "render", "record", "label", "learn", "deploy"])
     bench.add_argument("--task", default="push_cube")
     bench.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 64; learn: 128)")
     bench.add_argument("--steps", type=int, default=200, help="control steps per round (sim)")
@@ -155,6 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="runs/bench_learn", help="run folders, plot and JSON (learn)")
     bench.add_argument("--demos", default=None, help="demos labelled by --model, for the distilled potential (learn)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")
+    real_cli.add_bench_deploy_arguments(bench)
 
     info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")
     info.add_argument("what", help="a demo file, or `tasks`")
@@ -214,6 +221,9 @@ def build_parser() -> argparse.ArgumentParser:
     ro.add_argument("--video", default=None, help="mp4 of the first 4 envs, every camera at 256 px")
     ro.add_argument("--json", action="store_true", help="print one JSON object")
 
+    real_cli.add_deploy_arguments(sub.add_parser("deploy", help="run a policy artifact on a robot (ROS 2 / ROS 1)"))
+    real_cli.add_twin_arguments(sub.add_parser("twin", help="the MuJoCo arm as a ROS robot, to rehearse a deploy"))
+
     pipeline = sub.add_parser("pipeline", help="the main job (Hydra: overrides key=value, --cfg job, --help)")
     pipeline.add_argument("overrides", nargs="*")
     return parser
@@ -227,6 +237,7 @@ KEPT = {
     "export": "no artifact was published",
     "rollout": "nothing was written",
     "view": "no video was written",
+    "deploy": "the arm was left holding its position",
 }
 
 
@@ -307,6 +318,12 @@ def _run(args: argparse.Namespace) -> None:
         _rollout(args)
     elif args.command in ("validate", "view"):
         _demo_file(args)
+    elif args.command in ("deploy", "twin"):
+        from real import cli as real_cli
+
+        code = real_cli.run_deploy(args) if args.command == "deploy" else real_cli.run_twin(args)
+        if code:  # their own exit codes: 1 a robot-side stop, 130 Ctrl-C (the arm left holding)
+            sys.exit(code)
 
 
 if __name__ == "__main__":

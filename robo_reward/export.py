@@ -32,7 +32,7 @@ from tensordict import TensorDict
 from torch import nn
 
 import sim
-from robo_reward.artifact import (
+from real.artifact import (
     ARTIFACT_FILES,
     FORMAT,
     FORMAT_VERSION,
@@ -40,6 +40,8 @@ from robo_reward.artifact import (
     ONNX_INPUT,
     ONNX_OUTPUT,
     SPEC_FILE,
+    ArtifactError,
+    PolicyArtifact,
     load_artifact,
 )
 from robo_reward.data.writer import fsync_dir, pid_alive
@@ -223,7 +225,7 @@ def export_onnx(actor: MLPModel, obs_dim: int, path: Path) -> None:
 
 
 def make_spec(run: TrainRun, interface: dict[str, Any], obs_dim: int, act_dim: int, rate: float) -> dict[str, Any]:
-    """spec.json's content (see :mod:`robo_reward.artifact`); ``interface`` from the task's policy_interface.
+    """spec.json's content (see :mod:`real.artifact`); ``interface`` from the task's policy_interface.
 
     The commit is the one the run was trained with (recorded in its summary), else the exporting code's."""
     if run.code and run.code.get("commit"):
@@ -256,7 +258,7 @@ def check_onnx(actor: MLPModel, folder: Path, seed: int = 0) -> float:
 
     Observations are drawn around the normaliser's statistics (mean ± 3 std), where the policy is used.
     """
-    artifact = load_artifact(folder)
+    artifact = load_checked_artifact(folder)
     rng = np.random.default_rng(seed)
     mean, std = np.zeros(artifact.obs_dim), np.ones(artifact.obs_dim)
     if actor.obs_normalization:
@@ -274,6 +276,30 @@ def check_onnx(actor: MLPModel, folder: Path, seed: int = 0) -> float:
             "nothing written"
         )
     return max_diff
+
+
+def load_checked_artifact(path: str | Path) -> PolicyArtifact:
+    """:func:`real.artifact.load_artifact`, then also check that the spec's task exists in :mod:`sim` and, with
+    the spec's task config, observes obs_dim and takes act_dim (a robot cannot check this: it has no simulator)."""
+    artifact = load_artifact(path)
+    _check_task(artifact.spec, artifact.path / SPEC_FILE)
+    return artifact
+
+
+def _check_task(spec: dict[str, Any], path: Path) -> None:
+    """The spec's task exists in the simulator and, with the spec's task config, has the spec's sizes."""
+    name = spec["task"]
+    if name not in sim.TASKS:
+        raise ArtifactError(f"{path}: key 'task' is {name!r}, unknown; known tasks: {', '.join(sorted(sim.TASKS))}")
+    try:
+        task = sim.TASKS[name](1, spec["task_config"])  # the config can change sizes (an arm's action mode)
+    except (KeyError, ValueError) as exc:
+        reason = exc.args[0] if exc.args else exc
+        raise ArtifactError(f"{path}: key 'task_config' does not fit task {name!r} ({reason})") from None
+    for key, dim in (("observation.dim", task.obs_dim), ("action.dim", task.act_dim)):
+        value = spec[key.split(".")[0]]["dim"]
+        if value != dim:
+            raise ArtifactError(f"{path}: key {key!r} is {value}, but task {name!r} has {dim}")
 
 
 def git_state(repo: Path) -> tuple[str | None, bool | None]:

@@ -1,6 +1,6 @@
 """Reading the small JSON files a run or an artifact is described by, with one-line errors.
 
-Standard library only: ``robo_reward.artifact`` (which a robot imports) uses it too.
+Standard library only.
 """
 
 from __future__ import annotations

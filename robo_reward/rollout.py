@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 import sim
-from robo_reward.artifact import PolicyArtifact, load_artifact
+from real.artifact import PolicyArtifact
+from robo_reward.export import load_checked_artifact
 from robo_reward.video import SUCCESS_COLOUR, TEXT_COLOUR, labelled_tile, write_mp4
 
 DEFAULT_NUM_ENVS = 32
@@ -49,7 +50,7 @@ def rollout(
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if num_envs is not None and num_envs < 1:
         raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-    artifact = load_artifact(artifact_dir)
+    artifact = load_checked_artifact(artifact_dir)
     task_name, config = _task_for(artifact, task)
     n = min(num_envs or DEFAULT_NUM_ENVS, episodes)
     env = sim.make(task_name, num_envs=n, seed=seed, config=config, render_size=VIDEO_SIZE)  # config: checked above

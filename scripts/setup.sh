@@ -6,7 +6,11 @@ cd "$(dirname "$0")/.."
 
 VENV="${ROBO_REWARD_VENV:-.venv}"
 PYTHON="${PYTHON:-python3}"
-APT_PACKAGES=(libegl1 libgl1 libosmesa6 libglib2.0-0)
+# Rendering libraries, and Debian's ROS 1 client (rospy, a master, the messages real/ uses) for older arms.
+# rospy stays out of the venv's path: its message packages share names with ROS 2's (std_msgs, ...), so
+# real/ros1.py puts Debian's packages first only in a ROS 1 process, while it imports rospy.
+APT_PACKAGES=(libegl1 libgl1 libosmesa6 libglib2.0-0
+  python3-rospy python3-rosmaster python3-std-msgs python3-sensor-msgs python3-trajectory-msgs)
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -27,7 +31,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (first time: a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch and torchvision are pinned in the same command as everything else, so nothing pulls other builds.
-  "$VENV/bin/python" -m pip install -q -e ".[test]" "torch==2.14.1" "torchvision==0.29.1"
+  "$VENV/bin/python" -m pip install -q -e ".[test,ros2]" "torch==2.14.1" "torchvision==0.29.1"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($VENV)"

@@ -22,11 +22,12 @@ from rsl_rl.runners import OnPolicyRunner
 from tensordict import TensorDict
 
 import sim
+from real.artifact import ONNX_FILE, SPEC_FILE, ArtifactError
 from robo_reward import export as export_module
-from robo_reward.artifact import ONNX_FILE, SPEC_FILE, ArtifactError, load_artifact
 from robo_reward.cli import main
 from robo_reward.config import task_config
 from robo_reward.export import ExportError, export_policy
+from robo_reward.export import load_checked_artifact as load_artifact
 from robo_reward.rl import RslRlVecEnv
 from robo_reward.rollout import rollout
 
@@ -152,7 +153,8 @@ def test_onnx_reproduces_the_training_policy(trained, artifact):
 
 
 def test_artifact_loader_imports_no_torch():
-    code = "import sys, robo_reward.artifact; print(sorted(m for m in ('torch', 'rsl_rl', 'sim') if m in sys.modules))"
+    loaded = "sorted(m for m in ('torch', 'rsl_rl', 'sim', 'robo_reward') if m in sys.modules)"
+    code = f"import sys, real.artifact; print({loaded})"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

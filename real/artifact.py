@@ -1,6 +1,6 @@
 """The policy artifact: the one contract between training and a robot (README, "Policy artifact").
 
-A folder with two files, written by ``robo-reward export`` (:mod:`robo_reward.export`):
+A folder with two files, written by ``robo-reward export``:
 
 - ``policy.onnx``: input ``obs`` float32 (B, obs_dim), output ``actions`` float32 (B, act_dim) in [-1, 1],
   a dynamic batch axis; the observation normaliser is inside the graph, the action is the deterministic
@@ -10,8 +10,9 @@ A folder with two files, written by ``robo-reward export`` (:mod:`robo_reward.ex
   ``joints`` {``names``, ``lower``, ``upper``}, ``control_rate_hz``, ``onnx`` {``file``, ``input``,
   ``output``, ``opset``}, ``source`` {``run_dir``, ``checkpoint``, ``iteration``}.
 
-This module imports numpy and onnxruntime only — no torch, no training code — so a robot-side loader
-can use it as is; checking the spec against the simulator's task is optional (``check_task``).
+This module imports numpy and onnxruntime only — no torch, no simulator, no training code — so a robot
+loads a policy exactly as ``robo-reward rollout`` does. Checking the spec against the simulator's task is
+the training side's job (``robo_reward.export.check_task``).
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-
-from robo_reward.jsonfile import read_json_object
 
 SPEC_FILE = "spec.json"
 ONNX_FILE = "policy.onnx"
@@ -96,13 +95,11 @@ def cpu_session(path: str | Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def load_artifact(path: str | Path, check_task: bool = True) -> PolicyArtifact:
+def load_artifact(path: str | Path) -> PolicyArtifact:
     """Read and validate the artifact folder ``path``; raise :class:`ArtifactError` (one line) if unusable.
 
     Checks: both files present, spec.json valid JSON with every required key and type, names per entry,
-    the ONNX graph's input/output names and shapes against the spec (dynamic batch axis, obs_dim,
-    act_dim). With ``check_task`` also that the task exists in :mod:`sim` and observes obs_dim and
-    takes act_dim (this imports the simulator, hence torch; a robot passes ``False``).
+    the ONNX graph's input/output names and shapes against the spec (dynamic batch axis, obs_dim, act_dim).
     """
     folder = Path(path)
     if not folder.is_dir():
@@ -117,14 +114,12 @@ def load_artifact(path: str | Path, check_task: bool = True) -> PolicyArtifact:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ArtifactError(f"{onnx_path}: not a loadable ONNX model ({reason})") from None
     _check_graph(session, spec, onnx_path)
-    if check_task:
-        _check_task(spec, folder / SPEC_FILE)
     return PolicyArtifact(folder, spec, session)
 
 
 def read_spec(path: Path) -> dict[str, Any]:
     """Parse and check ``spec.json`` on its own (keys, types, consistent dims); no ONNX, no simulator."""
-    spec = read_json_object(path, ArtifactError, f"an artifact is {ONNX_FILE} + {SPEC_FILE}")
+    spec = _read_json_object(path)
     for key, types in REQUIRED.items():
         value = _lookup(spec, key, path)
         if not isinstance(value, types) or isinstance(value, bool):
@@ -151,6 +146,19 @@ def read_spec(path: Path) -> dict[str, Any]:
     return spec
 
 
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """The JSON object in ``path``, or :class:`ArtifactError` naming the file in one line."""
+    if not path.is_file():
+        raise ArtifactError(f"{path}: missing (an artifact is {ONNX_FILE} + {SPEC_FILE})")
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise ArtifactError(f"{path}: must hold a JSON object, got {type(value).__name__}")
+    return value
+
+
 def _lookup(spec: dict[str, Any], key: str, path: Path) -> Any:
     value: Any = spec
     for part in key.split("."):
@@ -175,21 +183,3 @@ def _check_graph(session: ort.InferenceSession, spec: dict[str, Any], path: Path
                 f"{path}: {kind} {name!r} is {match[0].type} {shape}, but spec.json {section}.dim says float "
                 f"['batch', {dim}] (with a dynamic batch axis)"
             )
-
-
-def _check_task(spec: dict[str, Any], path: Path) -> None:
-    """The spec's task exists in the simulator and, with the spec's task config, has the spec's sizes."""
-    import sim
-
-    name = spec["task"]
-    if name not in sim.TASKS:
-        raise ArtifactError(f"{path}: key 'task' is {name!r}, unknown; known tasks: {', '.join(sorted(sim.TASKS))}")
-    try:
-        task = sim.TASKS[name](1, spec["task_config"])  # the config can change sizes (an arm's action mode)
-    except (KeyError, ValueError) as exc:
-        reason = exc.args[0] if exc.args else exc
-        raise ArtifactError(f"{path}: key 'task_config' does not fit task {name!r} ({reason})") from None
-    for key, dim in (("observation.dim", task.obs_dim), ("action.dim", task.act_dim)):
-        value = spec[key.split(".")[0]]["dim"]
-        if value != dim:
-            raise ArtifactError(f"{path}: key {key!r} is {value}, but task {name!r} has {dim}")
