@@ -27,6 +27,7 @@ from real.images import image_to_rgb
 ROS1_PATH = os.environ.get("ROBO_REWARD_ROS1_PATH", "/usr/lib/python3/dist-packages")
 MESSAGES = ("std_msgs.msg", "sensor_msgs.msg", "trajectory_msgs.msg")
 FLUSH_S = 0.1
+DRAIN_S = 1.0
 
 
 def _import_rospy() -> tuple[Any, dict[str, Any]]:
@@ -163,10 +164,19 @@ class Ros1Link:
 
     def close(self) -> None:
         """Shut the node down; with the master gone rospy only logs (silenced above) and returns.
-        rospy sends from per-connection queue threads and has no flush: the wait lets the last command
-        (the hold) leave before the connections close."""
+        rospy sends from per-connection queue threads and has no flush: wait (up to ``DRAIN_S``) until
+        every connection's queue is empty, then ``FLUSH_S`` for the write in flight, so the last command
+        (the hold) leaves before the connections close."""
+        deadline = time.monotonic() + DRAIN_S
+        while time.monotonic() < deadline and self._queued() > 0:
+            time.sleep(0.005)
         time.sleep(FLUSH_S)
         rospy.signal_shutdown("robo-reward done")
+
+    def _queued(self) -> int:
+        """Messages still waiting in rospy's per-connection queues (its ``QueuedConnection._queue``)."""
+        return sum(len(getattr(connection, "_queue", ()))
+                   for publisher in self._publishers for connection in getattr(publisher.impl, "connections", ()))
 
     # -- helpers --------------------------------------------------------------------------------------
     def _publisher(self, topic: str, kind: type, qos: dict[str, Any]) -> Any:
