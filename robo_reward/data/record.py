@@ -112,12 +112,11 @@ def record(cfg: RecordConfig) -> dict:
     buffers: list[_Buffer | None] = [new_buffer() for _ in range(min(env.num_envs, cfg.num_demos))]
     buffers += [None] * (env.num_envs - len(buffers))  # idle envs: stepped with the batch, not rendered
     started, written, successes = len(buffers) - buffers.count(None), 0, 0
-    writer = DemoWriter(
+    bar = progress_bar(total=cfg.num_demos, desc=f"record {cfg.task}", unit="demo", disable=not cfg.progress_bar)
+    with DemoWriter(
         cfg.out, task=cfg.task, instruction=env.instruction, fps=1.0 / env.dt, cameras=cameras,
         env_args=env_args, stage_names=list(env.task.stage_names), append=cfg.append,
-    )  # fmt: skip
-    bar = progress_bar(total=cfg.num_demos, desc=f"record {cfg.task}", unit="demo", disable=not cfg.progress_bar)
-    with writer, bar:
+    ) as writer, bar:  # fmt: skip
         obs = env.observation
         while written < cfg.num_demos:
             active = [i for i, buf in enumerate(buffers) if buf is not None]

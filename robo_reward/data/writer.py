@@ -127,8 +127,8 @@ class DemoWriter:
             existing = validate(self.path)["cameras"]
             if existing != self.cameras:  # refuse before copying: the original is never touched
                 raise DemoFileError(self.path, f"has cameras {existing}, cannot append {self.cameras}")
-            shutil.copyfile(self.path, self.tmp)
             try:
+                shutil.copyfile(self.path, self.tmp)
                 self._file = open_h5(self.tmp, "a")
                 data = self._file["data"]
                 names = demo_names(data)
@@ -139,8 +139,8 @@ class DemoWriter:
                 self._abort()
                 raise
         else:
-            self._file = h5py.File(self.tmp, "w", libver="latest")
-            try:
+            try:  # the file exists from h5py's first call on: a Ctrl-C from there on must remove it
+                self._file = h5py.File(self.tmp, "w", libver="latest")
                 data = self._file.create_group("data")
                 attrs = {
                     "schema_version": SCHEMA_VERSION,
