@@ -15,7 +15,9 @@ joints' open..closed position. The base is what safety actually sent, so a clipp
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -165,14 +167,14 @@ def deploy(
                               "dry_run": dry_run, "rate_hz": plan.rate_hz, "approach_s": None}  # fmt: skip
     stopped, tcp = "ctrl-c", None
     try:
-        with KeyboardEstop(arm.estop, robot.safety.keyboard_estop), arm:
+        with CtrlC() as ctrl_c, KeyboardEstop(arm.estop, robot.safety.keyboard_estop), arm:
             if not dry_run:
-                report["approach_s"] = _approach_start_pose(arm, robot)
+                report["approach_s"] = _approach_start_pose(arm, robot, ctrl_c)
             if announce is not None:
                 keys = " or space/enter" if robot.safety.keyboard_estop and sys.stdin.isatty() else ""
                 announce(f"running at {plan.rate_hz:g} Hz on robot {robot.name}{' (dry run)' if dry_run else ''}; "
                          f"Ctrl-C stops; e-stop: {robot.topic(robot.estop_topic)}{keys}")  # fmt: skip
-            stopped, tcp = _loop(arm, ros, artifact, plan, robot, builder, trace, steps, goal)
+            stopped, tcp = _loop(arm, ros, artifact, plan, robot, builder, trace, steps, goal, ctrl_c)
     except KeyboardInterrupt:
         stopped = "ctrl-c"
     except ArmError as exc:
@@ -196,13 +198,43 @@ def deploy(
     return report
 
 
-def _approach_start_pose(arm: SafetyArm, robot: RobotConfig) -> float:
+class CtrlC:
+    """Ctrl-C as a request that the control loop answers between cycles, never in the middle of a
+    command: a KeyboardInterrupt raised inside a publish could leave the final hold one target behind
+    the one the arm received. A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def __enter__(self) -> CtrlC:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt here, at a cycle boundary, if Ctrl-C was pressed."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _approach_start_pose(arm: SafetyArm, robot: RobotConfig, ctrl_c: CtrlC) -> float:
     """The slow move to the policy's start pose (arm joints) with the gripper open; seconds it took."""
     start = arm.hold_target().copy()
     start[robot.joints.index(robot.arm_joints)] = robot.start_pose
     start[robot.joints.index(robot.gripper_joints)] = robot.gripper_open
     safety = robot.safety
-    return round(approach(arm, start, safety.approach_velocity, safety.approach_tolerance, APPROACH_TIMEOUT_S), 2)
+    return round(approach(arm, start, safety.approach_velocity, safety.approach_tolerance, APPROACH_TIMEOUT_S,
+                          ctrl_c.check), 2)  # fmt: skip
 
 
 def _write_record(path: Path, artifact: PolicyArtifact, robot: RobotConfig, trace: Trace, report: dict) -> Path:
@@ -219,7 +251,7 @@ def _write_record(path: Path, artifact: PolicyArtifact, robot: RobotConfig, trac
 
 def _loop(arm: SafetyArm, ros: RosArm, artifact: PolicyArtifact, plan: Plan, robot: RobotConfig,
           builder: ObservationBuilder, trace: Trace, steps: int | None, goal: np.ndarray | None,
-          ) -> tuple[str, np.ndarray | None]:  # fmt: skip
+          ctrl_c: CtrlC) -> tuple[str, np.ndarray | None]:  # fmt: skip
     """The control loop at ``plan.rate_hz`` (absolute deadlines: a late cycle does not shift the next)."""
     period = 1.0 / plan.rate_hz
     radius = float(artifact.spec["task_config"].get("success_radius", 0.0))
@@ -228,6 +260,7 @@ def _loop(arm: SafetyArm, ros: RosArm, artifact: PolicyArtifact, plan: Plan, rob
     tcp = None
     deadline = time.monotonic()
     while steps is None or len(trace.states) < steps:
+        ctrl_c.check()
         if arm.estopped:
             arm.command(arm.hold_target())
             return "estop", tcp

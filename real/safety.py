@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,8 +82,10 @@ class SafetyArm(Arm):
             return self.arm.command(target)
         with self._lock:
             safe = self._check(target)
+        sent = self.arm.command(safe)
+        with self._lock:  # only once it left: a Ctrl-C before the send must hold the last target the arm got
             self.last_target = safe
-        return self.arm.command(safe)
+        return sent
 
     # -- e-stop and accounting ----------------------------------------------------------------------
     def estop(self, source: str) -> None:
@@ -147,14 +150,17 @@ class SafetyArm(Arm):
         return safe
 
 
-def approach(arm: SafetyArm, goal: np.ndarray, velocity: float, tolerance: float, timeout_s: float) -> float:
+def approach(arm: SafetyArm, goal: np.ndarray, velocity: float, tolerance: float, timeout_s: float,
+             check: Callable[[], None] = lambda: None) -> float:  # fmt: skip
     """Move slowly (``velocity`` rad/s) to ``goal`` (A,), through the safety checks, and wait until the
-    measured joints are within ``tolerance``; return the seconds it took. ``ArmError`` on timeout or e-stop."""
+    measured joints are within ``tolerance``; return the seconds it took. ``ArmError`` on timeout or e-stop;
+    ``check()`` runs between steps (it may raise, e.g. for a Ctrl-C)."""
     period = 1.0 / arm.rate_hz
     index = arm.observation_spec().index(arm.action_spec().names)
     start = time.monotonic()
     deadline = start + timeout_s
     while True:
+        check()
         error = np.abs(arm.read().q[index] - goal).max()
         if error <= tolerance:
             return time.monotonic() - start
