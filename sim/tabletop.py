@@ -37,7 +37,9 @@ FINGER_OPEN = 0.04  # m per finger
 TCP_SITE = "tcp"
 FLOOR_Z = -0.75  # m, the floor a randomised scene adds under the table (its top is at z = 0)
 # what domain randomisation recolours in every arm scene; a task adds its objects (dataclasses.replace)
-ARM_SCENE_PARTS = SceneParts(table_geoms=("table",), floor_geoms=("floor",), robot_bodies=("arm_base",), distractors=True)
+ARM_SCENE_PARTS = SceneParts(
+    table_geoms=("table",), floor_geoms=("floor",), robot_bodies=("arm_base",), distractors=True
+)
 CAMERAS = ("front", "side", "wrist")
 # ArmTask.arm_obs() entry by entry: the first 17 observation names of every arm task
 ARM_OBS_NAMES = (
