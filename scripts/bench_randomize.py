@@ -4,7 +4,9 @@
 
 Both envs step the same random actions (auto-resets included, so the per-reset draws are paid) and
 are measured in alternating rounds, as ``robo-reward bench sim`` does; the ratio is the median of the
-per-round ratios. Prints one JSON object.
+per-round ratios. ``apply_us`` is the time to write one env's draw into a model, beside ``env_step_us``,
+one env's share of a step with randomisation off: what rewriting shared models before every env's step
+(the alternative to per-env model copies) would add per env and step. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import json
 import statistics
 import time
 
+import numpy as np
 import torch
 
 import sim
@@ -58,6 +61,12 @@ def main() -> None:
         for name, env in envs.items():
             for kind, measure in (("steps", steps_per_s), ("frames", frames_per_s), ("resets", resets_per_s)):
                 rates.setdefault(f"{kind}_{name}", []).append(measure(env))
+    randomizer, model = envs["on"].randomizer, envs["on"].physics.models[0]
+    draw = randomizer.draw(np.random.default_rng(0))
+    start = time.perf_counter()
+    for _ in range(1000):
+        randomizer.apply(model, draw)
+    apply_us = (time.perf_counter() - start) * 1e3
     for env in envs.values():
         env.close()
     out: dict[str, object] = {"task": args.task, "num_envs": args.num_envs, "rounds": args.rounds}
@@ -66,6 +75,8 @@ def main() -> None:
         out[f"{kind}_per_s_off"] = round(statistics.median(off), 1)
         out[f"{kind}_per_s_on"] = round(statistics.median(on), 1)
         out[f"{kind}_ratio_on_vs_off"] = round(statistics.median(a / b for a, b in zip(on, off, strict=True)), 3)
+    out["apply_us"] = round(apply_us, 1)
+    out["env_step_us"] = round(1e6 / out["steps_per_s_off"], 1)
     print(json.dumps(out))
 
 

@@ -1,12 +1,18 @@
-"""``robo-reward record --randomize``: randomised demos that carry each episode's draw and validate."""
+"""``robo-reward record --randomize``: randomised demos that carry each episode's draw and validate;
+the randomisation ranges as Hydra overrides."""
 
 import json
+from pathlib import Path
 
 import numpy as np
+from hydra import compose, initialize_config_dir
 
 import sim
 from robo_reward import cli
+from robo_reward.config import task_config
 from robo_reward.data import DemoReader, validate
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_record_randomize_stores_each_episodes_draw(tmp_path, capsys):
@@ -41,3 +47,12 @@ def test_record_without_randomize_stores_no_draw(tmp_path, capsys):
     with DemoReader(path) as reader:
         assert reader.env_args["env_kwargs"]["config"]["randomize"]["enabled"] is False
         assert all("randomization" not in reader.episode(index).attrs for index in range(len(reader)))
+
+
+def test_randomisation_is_configured_by_hydra_overrides():
+    overrides = ["task=push_cube", "task.randomize.enabled=true", "task.randomize.light.intensity=[0.4,0.5]"]
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = compose("train", overrides=overrides)
+    with sim.make(cfg.task.name, num_envs=4, config=task_config(cfg.task), render_size=(16, 16)) as env:
+        intensities = [draw["light"]["intensity"] for draw in env.randomization()]
+    assert all(0.4 <= value <= 0.5 for value in intensities) and np.ptp(intensities) > 0
