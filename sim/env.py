@@ -24,6 +24,8 @@ env's seeded RNG; :meth:`BatchedEnv.randomization` returns what each env's curre
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 
@@ -170,7 +172,7 @@ class BatchedEnv:
         """The domain-randomisation parameters of each env's current episode (plain JSON data, see
         :meth:`sim.randomize.Randomizer.draw`), for every env or the envs ``ids``; ``{}`` each when it is off."""
         ids = range(self.num_envs) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
-        return [self._drawn[i] for i in ids]
+        return [copy.deepcopy(self._drawn[i]) for i in ids]
 
     def reset_envs(self, ids) -> torch.Tensor:
         """Start new episodes in the envs ``ids`` only (e.g. to cut a recording short); returns the observation."""
