@@ -79,8 +79,8 @@ def default_config(**overrides: Any) -> dict[str, Any]:
             "keep_out_high": [0.66, 0.26],
         },
         "physics": {
-            "mass": [0.7, 1.5],  # scale of the SceneParts.mass_bodies' mass and inertia
-            "friction": [0.7, 1.3],  # scale of every geom's sliding friction (so of every contact's)
+            "mass": [0.5, 2.0],  # scale of the SceneParts.mass_bodies' mass and inertia
+            "friction": [0.5, 1.5],  # scale of every geom's sliding friction (so of every contact's)
             "actuator_gain": [0.8, 1.2],  # scale of every actuator's gain (kp of servos, torque of motors)
             "latency": [0, 1],  # control steps between an action and its actuators (integer, inclusive)
         },
@@ -175,6 +175,7 @@ class Randomizer:
         self.geom_friction = model.geom_friction.copy()
         self.gainprm, self.biasprm = model.actuator_gainprm.copy(), model.actuator_biasprm.copy()
         self.max_latency = int(config["physics"]["latency"][1])
+        self._scratch = mujoco.MjData(model)  # for mj_setConst, which overwrites the state of the data it gets
 
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         """One env's parameters for one episode: plain floats and lists (JSON-ready)."""
@@ -274,6 +275,9 @@ class Randomizer:
         model.actuator_biasprm[:] = self.biasprm
         model.actuator_gainprm[:, 0] *= phys["actuator_gain"]
         model.actuator_biasprm[:, 1] *= phys["actuator_gain"]  # a servo's -kp term: the target stays put
+        # constants derived from masses and poses (the solver's inverse weights, actuator_acc0, cam_pos0...):
+        # stale ones made a half-mass cube take half the velocity a push should give it
+        mujoco.mj_setConst(model, self._scratch)
 
 
 class DelayLine:

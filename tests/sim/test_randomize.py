@@ -125,6 +125,30 @@ def test_friction_changes_sliding_distance_per_env():
     assert np.ptp(plain) < 0.2 * np.ptp(slide)  # without the friction draw the slides agree
 
 
+def test_mass_changes_how_far_the_same_push_moves_the_cube():
+    """The same 50 ms force on every cube moves the heavier ones less, in one batch."""
+    config = only(physics={"mass": [0.5, 2.0]})
+    with sim.make("push_cube", num_envs=4, seed=0, config=config) as env:
+        task, cube_body = env.task, env.model.body("cube").id
+        start = task.cube[:, :2].copy()
+        hold = np.zeros((4, env.act_dim), dtype=np.float32)
+        hold[:, -1] = -1.0
+        for data in env.physics.datas:
+            data.xfrc_applied[cube_body, 0] = 2.0  # N along +x, for one control step
+        env.step(hold)
+        for data in env.physics.datas:
+            data.xfrc_applied[cube_body] = 0.0
+        for _ in range(10):
+            env.step(hold)
+        assert (env.episode_step == 11).all()  # no cube left the table (no reset)
+        moved = np.linalg.norm(task.cube[:, :2] - start, axis=1)
+        mass = np.array([d["physics"]["mass"] for d in env.randomization()])
+        assert [model.body_mass[cube_body] for model in env.physics.models] == pytest.approx(0.1 * mass)
+    assert mass.max() / mass.min() > 1.5
+    assert np.argsort(moved).tolist() == np.argsort(-mass).tolist()
+    assert moved.max() > 3 * moved.min()
+
+
 def test_action_latency_delays_the_arm():
     def pan_after(latency: int, steps: int) -> float:
         with sim.make("reach", num_envs=1, seed=0, config=only(physics={"latency": [latency, latency]})) as env:
