@@ -55,6 +55,7 @@ def _record(args: argparse.Namespace) -> None:
     cfg = RecordConfig(
         task=args.task, num_demos=args.num_demos, out=args.out, cameras=_cameras(args.cameras), res=args.res,
         failure_rate=args.failure_rate, noise=args.noise, num_envs=args.num_envs, seed=args.seed, append=args.append,
+        randomize=args.randomize,
     )  # fmt: skip
     summary = record(cfg)
     print(f"wrote {summary['episodes']} episodes to {summary['file']} (success {summary['success_rate']:.1%})")
@@ -178,6 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--num-envs", type=int, default=16)
     rec.add_argument("--seed", type=int, default=0)
     rec.add_argument("--append", action="store_true", help="add to an existing file instead of replacing it")
+    rec.add_argument("--randomize", action="store_true",
+                     help="domain randomisation on (colours, lights, cameras, distractors, physics); each episode "
+                     "stores its draw as the attribute randomization")  # fmt: skip
 
     imp = sub.add_parser("import", help="bring outside demonstrations in (video, ROS bags, LeRobot)")
     kinds = imp.add_subparsers(dest="kind", required=True)

@@ -16,14 +16,21 @@ With ``env.capture_final_frames = True`` (off by default, and free when off) ``s
 envs that ended before resetting them: ``info["final_frames"]`` uint8 (len(done), V, H, W, 3) from
 ``env.cameras`` and ``info["final_ids"]`` int64 (len(done),), their env indices — what an image-based
 potential needs for Φ(s') of a truncated episode, whose last state is gone after the auto-reset.
+
+With ``task.randomize.enabled`` (see :mod:`sim.randomize`; off by default) every reset also draws the
+env's colours, lights, cameras, distractors, masses, friction, actuator gains and action latency from the
+env's seeded RNG; :meth:`BatchedEnv.randomization` returns what each env's current episode drew.
 """
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import torch
 
 from sim.physics import ThreadedPhysics
+from sim.randomize import DelayLine, Randomizer
 from sim.render import BatchRenderer
 from sim.tasks.base import Task
 
@@ -62,6 +69,14 @@ class BatchedEnv:
             self.model, self.num_envs, task.substeps, kinematics=task.needs_kinematics, num_threads=num_threads
         )
         task.bind(self.physics)
+        self.randomizer: Randomizer | None = None
+        self._delay: DelayLine | None = None
+        self._drawn: list[dict] = [{} for _ in range(self.num_envs)]
+        randomize = task.config.get("randomize", {})
+        if randomize.get("enabled", False):
+            self.physics.own_models()
+            self.randomizer = Randomizer(self.model, task.randomize_parts, randomize)
+            self._delay = DelayLine(self.num_envs, self.model.nu, self.randomizer.max_latency)
         self.dt = self.model.opt.timestep * task.substeps
         self.episode_step = np.zeros(self.num_envs, dtype=np.int64)
         self._rng = np.random.default_rng(seed)
@@ -109,7 +124,7 @@ class BatchedEnv:
         task = self.task
         task.before_step()
         task.apply_action(act)
-        self.physics.step()
+        self.physics.step(None if self._delay is None else self._delay.push(self.physics.ctrl))
         self.episode_step += 1
         task.update()
 
@@ -153,6 +168,12 @@ class BatchedEnv:
         outcome = self.task.evaluate()
         return {key: self._to_tensor(getattr(outcome, key)) for key in ("success", "progress", "stage")}
 
+    def randomization(self, ids=None) -> list[dict]:
+        """The domain-randomisation parameters of each env's current episode (plain JSON data, see
+        :meth:`sim.randomize.Randomizer.draw`), for every env or the envs ``ids``; ``{}`` each when it is off."""
+        ids = range(self.num_envs) if ids is None else np.asarray(ids, dtype=np.int64).reshape(-1)
+        return [copy.deepcopy(self._drawn[i]) for i in ids]
+
     def reset_envs(self, ids) -> torch.Tensor:
         """Start new episodes in the envs ``ids`` only (e.g. to cut a recording short); returns the observation."""
         ids = np.asarray(ids, dtype=np.int64).reshape(-1)
@@ -167,8 +188,9 @@ class BatchedEnv:
         if self._renderer is None:
             height, width = self.render_size
             self._renderer = BatchRenderer(self.model, self.num_envs, self.cameras, height, width)
-        datas = self.physics.datas if ids is None else [self.physics.datas[i] for i in np.asarray(ids).reshape(-1)]
-        return torch.from_numpy(self._renderer.render(datas))
+        phys = self.physics
+        ids = range(self.num_envs) if ids is None else np.asarray(ids).reshape(-1)
+        return torch.from_numpy(self._renderer.render([phys.datas[i] for i in ids], [phys.models[i] for i in ids]))
 
     def expert(self, obs: torch.Tensor | np.ndarray | None = None) -> torch.Tensor:
         """Scripted expert actions (N, act_dim) for the envs' current state (``obs`` from the last step)."""
@@ -203,6 +225,12 @@ class BatchedEnv:
         for i in ids:
             self.physics.datas[i].time = 0.0
         self.task.reset(ids, self._rng)
+        if self.randomizer is not None:
+            for i in ids:
+                self._drawn[i] = self.randomizer.draw(self._rng)
+                self.randomizer.apply(self.physics.models[i], self._drawn[i])
+            latency = np.array([self._drawn[i]["physics"]["latency"] for i in ids], dtype=np.int64)
+            self._delay.reset(ids, self.physics.ctrl[ids], latency)
         self.physics.refresh(ids)
         self.task.after_reset(ids)
         self.episode_step[ids] = 0

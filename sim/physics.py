@@ -8,6 +8,7 @@ which thread stepped it, so trajectories are identical for any thread count.
 
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import threading
@@ -21,7 +22,8 @@ class ThreadedPhysics:
 
     After :meth:`step`: ``qpos`` (N, nq), ``qvel`` (N, nv), and, when ``kinematics`` is set,
     ``site_xpos`` (N, nsite, 3) are current and the MjData hold current body and site frames
-    (``mj_kinematics``; ``mj_step`` alone leaves them one substep behind).
+    (``mj_kinematics``; ``mj_step`` alone leaves them one substep behind). ``models[i]`` is the model
+    env ``i`` is stepped with: ``model`` itself for every env, until :meth:`own_models` gives each its copy.
     """
 
     def __init__(
@@ -36,11 +38,13 @@ class ThreadedPhysics:
         self.num_envs = num_envs
         self.substeps = substeps
         self.kinematics = kinematics
+        self.models = [model] * num_envs
         self.datas = [mujoco.MjData(model) for _ in range(num_envs)]
         self.ctrl = np.zeros((num_envs, model.nu))
         self.qpos = np.zeros((num_envs, model.nq))
         self.qvel = np.zeros((num_envs, model.nv))
         self.site_xpos = np.zeros((num_envs, model.nsite, 3))
+        self._applied = self.ctrl
         threads = num_threads or min(os.cpu_count() or 1, num_envs)
         # Small chunks: the last one decides how long the other thread idles at the end of a step.
         chunk = 1 if threads > 1 else num_envs
@@ -56,8 +60,17 @@ class ThreadedPhysics:
             self._jobs.append(jobs)
             self._workers.append(worker)
 
-    def step(self) -> None:
-        """Advance every env by ``substeps`` physics steps holding ``self.ctrl``, then gather state."""
+    def own_models(self) -> None:
+        """Give every env its own copy of the model, so per-env parameters (domain randomisation) can differ."""
+        self.models = [copy.copy(self.model) for _ in range(self.num_envs)]
+
+    def step(self, ctrl: np.ndarray | None = None) -> None:
+        """Advance every env by ``substeps`` physics steps holding ``ctrl`` (default ``self.ctrl``), then gather.
+
+        ``ctrl`` (N, nu) lets the targets the actuators get differ from ``self.ctrl``, the commanded ones
+        that a task's action mapping accumulates into (e.g. delayed by action latency).
+        """
+        self._applied = self.ctrl if ctrl is None else ctrl
         self._todo = iter(self._chunks)
         for jobs in self._jobs:
             jobs.put(True)
@@ -70,7 +83,7 @@ class ThreadedPhysics:
     def refresh(self, ids: np.ndarray) -> None:
         """Recompute derived quantities and gather state for envs whose state was set directly."""
         for i in ids:
-            mujoco.mj_forward(self.model, self.datas[i])
+            mujoco.mj_forward(self.models[i], self.datas[i])
             self._gather(i)
 
     def close(self) -> None:
@@ -93,14 +106,14 @@ class ThreadedPhysics:
         return None
 
     def _step_range(self, lo: int, hi: int) -> None:
-        model, datas, ctrl, n = self.model, self.datas, self.ctrl, self.substeps
+        models, datas, ctrl, n = self.models, self.datas, self._applied, self.substeps
         kinematics = self.kinematics
         for i in range(lo, hi):
             data = datas[i]
             data.ctrl[:] = ctrl[i]
-            mujoco.mj_step(model, data, n)
+            mujoco.mj_step(models[i], data, n)
             if kinematics:
-                mujoco.mj_kinematics(model, data)
+                mujoco.mj_kinematics(models[i], data)
             self._gather(i)
 
     def _gather(self, i: int) -> None:

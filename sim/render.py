@@ -94,13 +94,16 @@ class BatchRenderer:
             for t in range(self.rows * self.cols)
         ]
 
-    def render(self, datas: list[mujoco.MjData]) -> np.ndarray:
+    def render(self, datas: list[mujoco.MjData], models: list[mujoco.MjModel] | None = None) -> np.ndarray:
+        """``models[i]`` (default: the model the renderer was made with) is ``datas[i]``'s own model, e.g. one
+        with randomised colours, lights and cameras; it must be a copy of that model (same meshes and textures)."""
+        models = models if models is not None else [self.model] * len(datas)
         views = len(self.cam_ids)
         out = np.empty((len(datas), views, self.height, self.width, 3), dtype=np.uint8)
         flat = out.reshape(len(datas) * views, self.height, self.width, 3)
         self._gl.make_current()
-        for data in datas:
-            mujoco.mj_camlight(self.model, data)
+        for model, data in zip(models, datas, strict=True):
+            mujoco.mj_camlight(model, data)
         per_page = len(self._rects)
         for start in range(0, len(flat), per_page):
             count = min(per_page, len(flat) - start)
@@ -108,7 +111,7 @@ class BatchRenderer:
                 env, view = divmod(start + t, views)
                 self._camera.fixedcamid = self.cam_ids[view]
                 mujoco.mjv_updateScene(
-                    self.model,
+                    models[env],
                     datas[env],
                     self._option,
                     self._perturb,

@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 
 from sim.physics import ThreadedPhysics
+from sim.randomize import SceneParts, add_scenery
 from sim.tasks.base import Task
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -34,6 +35,11 @@ MAX_EE_YAW_STEP = 0.15  # rad per control step of gripper yaw in ee_delta mode
 EE_MIN_Z = 0.012  # m, lowest tcp target in ee_delta mode (the finger tips stay above the table)
 FINGER_OPEN = 0.04  # m per finger
 TCP_SITE = "tcp"
+FLOOR_Z = -0.75  # m, the floor a randomised scene adds under the table (its top is at z = 0)
+# what domain randomisation recolours in every arm scene; a task adds its objects (dataclasses.replace)
+ARM_SCENE_PARTS = SceneParts(
+    table_geoms=("table",), floor_geoms=("floor",), robot_bodies=("arm_base",), distractors=True
+)
 CAMERAS = ("front", "side", "wrist")
 # ArmTask.arm_obs() entry by entry: the first 17 observation names of every arm task
 ARM_OBS_NAMES = (
@@ -196,7 +202,13 @@ class ArmTask(Task):
         self.act_dim = ACTION_DIM if self.action_mode == "joint_delta" else EE_ACTION_DIM
 
     def build_model(self) -> mujoco.MjModel:
-        return load_scene(self.scene)
+        """The task's scene; with randomisation on, plus a floor and distractor slots (sim.randomize.add_scenery)."""
+        randomize = self.config.get("randomize", {})
+        if not randomize.get("enabled", False):
+            return load_scene(self.scene)
+        spec = mujoco.MjSpec.from_file(str(ASSETS / f"{self.scene}.xml"))
+        add_scenery(spec, randomize, FLOOR_Z)
+        return spec.compile()
 
     def bind(self, physics: ThreadedPhysics) -> None:
         super().bind(physics)

@@ -6,10 +6,15 @@ heavy action noise (``noisy``) or a cut at a random point before the expert woul
 early-stop episode the expert still finished first is dropped and its env starts a new episode, so
 every ``early_stop`` episode is a failure). Every episode's ``success`` attribute is what really
 happened, whatever its mode.
+
+With ``randomize`` the task's domain randomisation is on (``sim/randomize.py``) and each episode stores
+the parameters its env drew as the attribute ``randomization`` (a JSON string).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +42,7 @@ class RecordConfig:
     seed: int = 0
     append: bool = False
     task_config: dict | None = None
+    randomize: bool = False  # turn the task's domain randomisation on (task_config's randomize block)
     progress_bar: bool = True
 
     def check(self) -> None:
@@ -68,6 +74,7 @@ class _Buffer:
     def __init__(self, mode: str, stop_at: int | None = None, stop_progress: float | None = None) -> None:
         self.mode, self.stop_at, self.stop_progress = mode, stop_at, stop_progress
         self.frames: list[np.ndarray] = []
+        self.randomization: dict | None = None  # the env's draw for this episode, when randomisation is on
         self.rows: dict[str, list] = {k: [] for k in ("state", "actions", "rewards", "dones", "progress", "stage")}
 
     def episode(self, cameras: list[str], success: bool, source: str, seed: int) -> Episode:
@@ -82,16 +89,21 @@ class _Buffer:
             success=success,
             source=source,
             privileged={"progress": rows["progress"].astype(np.float32), "stage": rows["stage"].astype(np.int32)},
-            attrs={"mode": self.mode, "seed": seed},
+            attrs={"mode": self.mode, "seed": seed}
+            | ({"randomization": json.dumps(self.randomization)} if self.randomization is not None else {}),
         )
 
 
 def record(cfg: RecordConfig) -> dict:
     """Record ``cfg.num_demos`` episodes into ``cfg.out``; returns a summary."""
     cfg.check()
+    task_config = copy.deepcopy(cfg.task_config)
+    if cfg.randomize:
+        task_config = task_config or {}
+        task_config["randomize"] = {**task_config.get("randomize", {}), "enabled": True}
     env = sim.make(
         cfg.task, num_envs=cfg.num_envs, seed=cfg.seed, cameras=cfg.cameras, render_size=(cfg.res, cfg.res),
-        config=cfg.task_config,
+        config=task_config,
     )  # fmt: skip
     rng = np.random.default_rng(cfg.seed)
     cameras = list(env.cameras)
@@ -131,6 +143,8 @@ def record(cfg: RecordConfig) -> dict:
             for i in active:
                 buf = buffers[i]
                 rows = buf.rows
+                if cfg.randomize and not buf.frames:  # its first frame: the env's current episode is this one
+                    buf.randomization = env.randomization([i])[0]
                 buf.frames.append(frames[i])
                 rows["state"].append(obs[i].numpy())
                 rows["actions"].append(action[i])

@@ -15,6 +15,8 @@ import gymnasium
 import mujoco
 import numpy as np
 
+from sim import randomize
+from sim.randomize import SceneParts
 from sim.tasks.base import Evaluation, Task
 
 ANT_XML = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / "ant.xml"
@@ -35,6 +37,7 @@ class Ant(Task):
     )
     obs_dim = 27
     act_dim = 8
+    randomize_parts = SceneParts(floor_geoms=("floor",), robot_bodies=("torso",), mass_bodies=("torso",))
 
     @staticmethod
     def default_config() -> dict[str, Any]:
@@ -49,6 +52,8 @@ class Ant(Task):
                 "healthy": 1.0,  # 1 while the torso height is in range
                 "ctrl_cost": 0.5,  # -|a|^2
             },
+            # domain randomisation, off (sim/randomize.py); no table, so no distractors
+            "randomize": randomize.default_config(),
         }
 
     def build_model(self) -> mujoco.MjModel:

@@ -16,6 +16,7 @@ import mujoco
 import numpy as np
 
 from sim.physics import ThreadedPhysics
+from sim.randomize import SceneParts
 
 
 @dataclass
@@ -42,6 +43,8 @@ class Task(ABC):
     instruction: ClassVar[str]
     # Set by tasks whose observation or expert needs sites and Jacobians after every step.
     needs_kinematics: ClassVar[bool] = False
+    # What domain randomisation may touch in this task's scene; ranges in default_config()["randomize"].
+    randomize_parts: ClassVar[SceneParts] = SceneParts()
 
     def __init__(self, num_envs: int, config: dict[str, Any] | None = None) -> None:
         self.num_envs = num_envs

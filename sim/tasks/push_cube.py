@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from sim.tabletop import ArmTask
+from sim import randomize
+from sim.tabletop import ARM_SCENE_PARTS, ArmTask
 from sim.tabletop import row_norm as _row_norm
 from sim.tasks.base import Evaluation
 
@@ -27,6 +29,7 @@ class PushCube(ArmTask):
         "the gripper pushes the red cube toward the green goal",
         "the red cube is on the green goal",
     )
+    randomize_parts = replace(ARM_SCENE_PARTS, object_geoms=("cube",), mass_bodies=("cube",))
     obs_dim = 36  # arm (17) + cube pos (3) + quat (4) + goal (3) + cube - tcp (3) + to pre-push (3) + goal - cube (3)
 
     @staticmethod
@@ -57,6 +60,7 @@ class PushCube(ArmTask):
             },
             "expert_max_step": 0.02,  # m per control step
             "expert_push_step": 0.012,  # m per control step while pushing
+            "randomize": randomize.default_config(),  # domain randomisation, off (sim/randomize.py)
         }
 
     def bind(self, physics) -> None:

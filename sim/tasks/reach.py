@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from sim.tabletop import ArmTask, row_norm
+from sim import randomize
+from sim.tabletop import ARM_SCENE_PARTS, ArmTask, row_norm
 from sim.tasks.base import Evaluation
 
 
@@ -17,6 +19,7 @@ class Reach(ArmTask):
     instruction = "move the gripper to the green ball"
     stage_names = ("approach", "at_target")
     stage_captions = ("the gripper moves toward the green ball", "the gripper is at the green ball")
+    randomize_parts = replace(ARM_SCENE_PARTS, object_geoms=("target",))  # no loose object: no mass to vary
     obs_dim = 23  # arm (17) + target (3) + target - tcp (3)
 
     @staticmethod
@@ -36,6 +39,7 @@ class Reach(ArmTask):
                 "action_l2": 0.01,  # -|a|^2, smoothness
             },
             "expert_max_step": 0.02,  # m per control step
+            "randomize": randomize.default_config(),  # domain randomisation, off (sim/randomize.py)
         }
 
     def bind(self, physics) -> None:
