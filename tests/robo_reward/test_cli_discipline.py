@@ -158,6 +158,12 @@ def test_reward_training_refuses_to_resume_on_other_data_and_continues_on_the_sa
     assert code == 0 and json.loads(printed.strip().splitlines()[-1])["resumed_from_step"] == 0
 
 
+def _default_sigint() -> None:
+    """In the child: Ctrl-C's default action. A test runner started in the background by a shell without
+    job control has SIGINT ignored, and its children inherit that (Python then installs no handler)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when(proc: subprocess.Popen, ready, timeout: float = 120) -> tuple[int, str]:
     deadline = time.time() + timeout
     while not ready() and time.time() < deadline and proc.poll() is None:
@@ -172,7 +178,7 @@ def test_ctrl_c_in_record_is_one_line_130_and_leaves_no_file(tmp_path):
     out = tmp_path / "demos.h5"
     proc = subprocess.Popen([str(BIN / "robo-reward"), "record", "--task", "reach", "--num-demos", "400",
                              "--res", "32", "--out", str(out)], cwd=tmp_path, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+                            stdout=subprocess.DEVNULL, text=True, preexec_fn=_default_sigint)  # fmt: skip
     code, err = _interrupt_when(proc, lambda: any(tmp_path.glob(".demos.h5.*.tmp")))
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "record reach" not in line]
     assert code == 130 and lines == [lines[0]] and "interrupted" in lines[0], err[-2000:]
@@ -184,7 +190,8 @@ def test_ctrl_c_in_reward_training_is_one_line_130_and_keeps_only_whole_files(de
     state = out / "train_state" / "config.json"
     proc = subprocess.Popen([str(BIN / "robo-train-reward"), f"data={demos[0]}", f"out={out}",
                              "reward.train.steps=100000", "reward.train.save_every=2"], cwd=tmp_path,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                            preexec_fn=_default_sigint)  # fmt: skip
     code, err = _interrupt_when(proc, state.exists)
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip() and "train prm" not in line]
     assert code == 130 and len(lines) == 1 and "interrupted; training state kept" in lines[0], err[-2000:]
