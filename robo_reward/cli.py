@@ -194,8 +194,10 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--model", required=True, help="checkpoint folder (weights.safetensors + config.json)")
     lab.add_argument("--name", default=None,
                      help="label group name (default: the model's name in its config.json, else its folder's)")
-    lab.add_argument("--batch", type=int, default=512)
+    lab.add_argument("--batch", type=_positive, default=512)
     lab.add_argument("--bf16", action="store_true", help="bfloat16 inference (fast on CPUs with AMX)")
+    lab.add_argument("--lanes", type=_positive, default=None,
+                     help="processes decoding and inferring side by side (default: torch's thread count)")
 
     ev = sub.add_parser("eval", help="VOC, success AUC and progress error of a reward model on demos")
     ev.add_argument("--model", required=True)
@@ -272,6 +274,17 @@ def _exit_code(body, prog: str | None = None, kept=None) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: an integer ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {value}")
+    return value
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "bench":
         _print(_bench(args), args.json)
@@ -292,7 +305,7 @@ def _run(args: argparse.Namespace) -> None:
 
         readable_demo_file(args.file, "FILE")
         name = args.name or model_name(args.model)
-        summary = label(args.file, load_reward_model(args.model), name, args.batch, args.bf16)
+        summary = label(args.file, load_reward_model(args.model), name, args.batch, args.bf16, lanes=args.lanes)
         print(f"labelled {summary['episodes']} episodes ({summary['frames']} frames) as /labels/{name} "
               f"in {args.file}")  # fmt: skip
     elif args.command == "eval":

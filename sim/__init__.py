@@ -15,8 +15,11 @@ if "MUJOCO_GL" not in os.environ:
     os.environ["MUJOCO_GL"] = "egl" if has_egl or not ctypes.util.find_library("OSMesa") else "osmesa"
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 if os.environ["MUJOCO_GL"] == "osmesa":  # OSMesa's LLVM loads with mujoco: triton's goes first
+    from sim.sigint import sigint_held
+
     try:  # (why: sim.render.preload_triton; this one must run before mujoco is imported at all)
-        import triton  # noqa: F401
+        with sigint_held():
+            import triton  # noqa: F401
     except ImportError:
         pass
 

@@ -13,6 +13,8 @@ import math
 import mujoco
 import numpy as np
 
+from sim.sigint import sigint_held
+
 MAX_BUFFER_SIDE = 4096
 
 
@@ -29,11 +31,12 @@ def preload_triton() -> None:
 
 def make_gl_context(width: int, height: int):
     """A GL context from the backend in ``MUJOCO_GL`` (egl by default, osmesa as fallback)."""
-    preload_triton()
     if not hasattr(mujoco, "GLContext"):
         raise RuntimeError("no offscreen GL backend: set MUJOCO_GL=egl (or osmesa) before importing mujoco")
     try:
-        return mujoco.GLContext(width, height)
+        with sigint_held():  # a Ctrl-C in here is lost (triton) or half-makes the context: deliver it after
+            preload_triton()
+            return mujoco.GLContext(width, height)
     except Exception as exc:  # the backend names what is missing (libEGL, libOSMesa)
         raise RuntimeError(
             f"could not create a {type(mujoco.GLContext).__name__} GL context ({exc}); install "

@@ -92,6 +92,7 @@ def bad_inputs(demo: Path, empty: Path, not_h5: Path) -> list[tuple[str, list[st
         (cli, ["validate", str(empty)], "no episodes"),
         (cli, ["label", "nope.h5", "--model", "nope"], "nope.h5: no such file"),
         (cli, ["label", str(demo), "--model", "nope"], "no such reward-model folder"),
+        (cli, ["label", str(demo), "--model", "nope", "--lanes", "0"], "--lanes: expected an integer ≥ 1, got 0"),
         (cli, ["bogus"], "invalid choice"),
     ]
 
@@ -199,13 +200,21 @@ def test_ctrl_c_in_reward_training_is_one_line_130_and_keeps_only_whole_files(de
     assert json.loads(state.read_text())["step"] >= 2
 
 
-def _children(pid: int) -> list[int]:
+def _forks(pid: int) -> list[int]:
+    """Children of ``pid`` running its command line (forked lanes, not e.g. a short ``uname`` an import
+    runs), from every ``/proc/<n>/stat``: ``.../task/*/children`` needs a kernel option not every machine has."""
     found = []
-    for task in Path(f"/proc/{pid}/task").glob("*"):
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return found
+    for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            found += [int(c) for c in (task / "children").read_text().split()]
-        except OSError:
-            pass
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (comm)": state, ppid, ...
+            if int(fields[1]) == pid and (stat.parent / "cmdline").read_bytes() == cmdline:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError):
+            continue
     return found
 
 
@@ -227,7 +236,7 @@ def _big_demo_file(path: Path) -> None:
                                dones=(np.arange(80) == 79).astype(np.uint8), success=True, source="test"))
 
 
-@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads the process tree from /proc")
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="reads the process tree from /proc")
 def test_sigkill_of_label_leaves_no_process_and_the_rerun_labels_like_a_clean_run(tmp_path):
     import torch
 
@@ -243,12 +252,12 @@ def test_sigkill_of_label_leaves_no_process_and_the_rerun_labels_like_a_clean_ru
     for k in range(3):  # a fresh copy each time: every run has the whole file to label, so it forks its lanes
         killed = tmp_path / f"killed_{k}.h5"
         shutil.copyfile(clean, killed)
-        proc = subprocess.Popen([str(BIN / "robo-reward"), "label", str(killed), "--model", str(tmp_path / "model")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen([str(BIN / "robo-reward"), "label", str(killed), "--model", str(tmp_path / "model"),
+                                 "--lanes", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
         deadline = time.time() + 60
-        while not _children(proc.pid) and proc.poll() is None and time.time() < deadline:
+        while not _forks(proc.pid) and proc.poll() is None and time.time() < deadline:
             time.sleep(0.005)
-        lanes = _children(proc.pid)
+        lanes = _forks(proc.pid)
         proc.kill()
         proc.wait()
         assert lanes, "the labeller finished or never forked a lane"
