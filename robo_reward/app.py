@@ -129,7 +129,7 @@ def _check_variant(config_name: str, overrides: list[str]) -> None:
         except Exception:  # an interpolation only a running job resolves (${hydra:...})
             continue
         expected = _expected_type(default)
-        if expected and not _fits(value, expected):
+        if expected and not _fits(value, expected) and not _jitter_range(key, default, value):
             raise UsageError(f"{override.input_line}: expected {expected} (default {default})")
 
 
@@ -149,6 +149,19 @@ def _fits(value: Any, expected: str) -> bool:
     if isinstance(value, bool):
         return False
     return isinstance(value, int) if expected == "an integer" else isinstance(value, int | float)
+
+
+def _jitter_range(key: str, default: Any, value: Any) -> bool:
+    """A domain-randomisation jitter (a number) may be given as a magnitude range ``[lo, hi]``."""
+    from omegaconf import ListConfig
+
+    return (
+        ".randomize." in f".{key}"
+        and isinstance(default, int | float)
+        and isinstance(value, ListConfig | list)
+        and len(value) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
 
 
 def _explain(error: BaseException, config_name: str, overrides: list[str]) -> str:

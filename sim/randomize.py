@@ -49,7 +49,9 @@ class SceneParts:
 def default_config(**overrides: Any) -> dict[str, Any]:
     """The ``randomize`` block of a task's config; ``overrides`` replace whole top-level entries.
 
-    A range ``[lo, hi]`` is drawn uniformly; a single number ``j`` is a symmetric jitter ``U(-j, j)``.
+    A range ``[lo, hi]`` is drawn uniformly; a single number ``j`` is a symmetric jitter ``U(-j, j)`` (a tilt:
+    ``U(0, j)``), and a jitter given as ``[lo, hi]`` has a magnitude ``U(lo, hi)`` with a random sign — looks
+    strictly outside a ``j = lo`` training range, for a shifted evaluation set.
     Setting a range to ``[1, 1]`` (scales), ``[0, 0]`` (counts, latency) or a jitter to ``0`` turns it off.
     """
     block: dict[str, Any] = {
@@ -121,8 +123,20 @@ def _subtree_geoms(model: mujoco.MjModel, roots: tuple[str, ...]) -> np.ndarray:
     return np.flatnonzero(in_tree[model.geom_bodyid])
 
 
-def _jitter(rng: np.random.Generator, size: int, amount: float) -> np.ndarray:
+def _jitter(rng: np.random.Generator, size: int, amount) -> np.ndarray:
+    """``amount`` j: U(-j, j) per entry; ``[lo, hi]``: a magnitude U(lo, hi) with a random sign per entry —
+    e.g. an evaluation set whose looks lie outside the training set's ``j = lo``."""
+    if isinstance(amount, (list, tuple)):
+        lo, hi = (float(b) for b in amount)
+        return rng.uniform(lo, hi, size=size) * rng.choice((-1.0, 1.0), size=size)
+    amount = float(amount)
     return rng.uniform(-amount, amount, size=size) if amount else np.zeros(size)
+
+
+def _magnitude(rng: np.random.Generator, amount) -> float:
+    """A non-negative draw: ``j`` gives U(0, j), ``[lo, hi]`` gives U(lo, hi)."""
+    lo, hi = (float(b) for b in amount) if isinstance(amount, (list, tuple)) else (0.0, float(amount))
+    return float(rng.uniform(lo, hi))
 
 
 def _uniform(rng: np.random.Generator, bounds) -> float:
@@ -180,22 +194,22 @@ class Randomizer:
     def draw(self, rng: np.random.Generator) -> dict[str, Any]:
         """One env's parameters for one episode: plain floats and lists (JSON-ready)."""
         cfg = self.config
-        color = {group: _jitter(rng, 3, float(cfg["color"][group])).tolist() for group in COLOR_GROUPS}
+        color = {group: _jitter(rng, 3, cfg["color"][group]).tolist() for group in COLOR_GROUPS}
         light_cfg = cfg["light"]
         light = {
             "intensity": _uniform(rng, light_cfg["intensity"]),
-            "color": (1.0 + _jitter(rng, 3, float(light_cfg["color"]))).tolist(),
+            "color": (1.0 + _jitter(rng, 3, light_cfg["color"])).tolist(),
             "direction": [
-                _tilt(d, rng.uniform(0, float(light_cfg["direction"])), rng.uniform(-np.pi, np.pi)).tolist()
+                _tilt(d, _magnitude(rng, light_cfg["direction"]), rng.uniform(-np.pi, np.pi)).tolist()
                 for d in self.light_dir
             ],
         }
         cam_cfg = cfg["camera"]
         camera = {
             name: {
-                "position": _jitter(rng, 3, float(cam_cfg["position"])).tolist(),
-                "rotation": _jitter(rng, 3, float(cam_cfg["rotation"])).tolist(),
-                "fovy": float(_jitter(rng, 1, float(cam_cfg["fovy"]))[0]),
+                "position": _jitter(rng, 3, cam_cfg["position"]).tolist(),
+                "rotation": _jitter(rng, 3, cam_cfg["rotation"]).tolist(),
+                "fovy": float(_jitter(rng, 1, cam_cfg["fovy"])[0]),
             }
             for name in self.cameras
         }

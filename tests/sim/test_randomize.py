@@ -191,3 +191,27 @@ def test_every_task_randomises(task):
     b, _ = frames_of(task, seed=0, num_envs=1, size=32)
     assert not np.array_equal(a, b)
     assert set(drawn[0]) == {"color", "light", "camera", "distractors", "physics"}
+
+
+def test_a_jitter_given_as_a_range_draws_magnitudes_outside_the_training_jitter():
+    # what a never-seen-appearance evaluation set uses: every draw lies beyond the training range j = lo
+    config = only(
+        color={"object": [0.25, 0.4], "table": [0.3, 0.45]},
+        light={"direction": [0.6, 0.9]},
+        camera={"position": [0.03, 0.05], "rotation": [0.05, 0.08], "fovy": [4.0, 6.0]},
+    )
+    with sim.make("push_cube", num_envs=16, seed=3, config=config, render_size=(32, 32)) as env:
+        drawn = env.randomization()
+        nominal = [np.array(d) / np.linalg.norm(d) for d in env.randomizer.light_dir]
+    position = np.array([cam["position"] for d in drawn for cam in d["camera"].values()])
+    rotation = np.array([cam["rotation"] for d in drawn for cam in d["camera"].values()])
+    fovy = np.array([cam["fovy"] for d in drawn for cam in d["camera"].values()])
+    for values, (lo, hi) in ((position, (0.03, 0.05)), (rotation, (0.05, 0.08)), (fovy, (4.0, 6.0))):
+        assert np.all((np.abs(values) >= lo) & (np.abs(values) <= hi))
+        assert (values > 0).any() and (values < 0).any()  # both signs
+    for group, (lo, hi) in (("object", (0.25, 0.4)), ("table", (0.3, 0.45))):
+        shift = np.abs([d["color"][group] for d in drawn])
+        assert np.all((shift >= lo) & (shift <= hi))
+    tilts = [np.arccos(np.clip(np.dot(n, np.array(d) / np.linalg.norm(d)), -1, 1))
+             for e in drawn for n, d in zip(nominal, e["light"]["direction"], strict=True)]  # fmt: skip
+    assert min(tilts) >= 0.6 - 1e-6 and max(tilts) <= 0.9 + 1e-6
