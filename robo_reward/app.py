@@ -10,6 +10,7 @@ closest key), not Hydra's multi-line report or a traceback from deep inside the 
 from __future__ import annotations
 
 import difflib
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
@@ -218,6 +219,8 @@ def hydra_app(prog: str, config_name: str, job: Callable[[Any], None]) -> Callab
         if not (args.help or args.hydra_help or args.shell_completion or args.info):
             with guarded(prog):
                 check_overrides(config_name, list(args.overrides))
+        if int(os.environ.get("RANK", "0")) > 0:  # torchrun's other ranks: rank 0 keeps Hydra's record and log
+            argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
         saved = sys.argv
         sys.argv = [prog, *argv]  # Hydra reads its arguments from here
         try:

@@ -15,10 +15,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
-from robo_reward import runs
-from robo_reward.app import UsageError, discard_empty_run, guarded, hydra_app, readable_demo_file
+from robo_reward import distributed, runs
+from robo_reward.app import (
+    USER_ERRORS,
+    UsageError,
+    discard_empty_run,
+    first_line,
+    guarded,
+    hydra_app,
+    readable_demo_file,
+)
+from robo_reward.distributed import Ranks
 from robo_reward.models.evaluate import evaluate
-from robo_reward.models.prm_train import STATE_DIR, PRMTrainConfig, train_prm
+from robo_reward.models.prm_train import STATE_DIR, PRMTrainConfig, per_rank, train_prm
 from robo_reward.models.vlm import train_vlm
 
 KINDS = ("prm", "vlm")
@@ -64,31 +73,64 @@ def run_identity(cfg: DictConfig) -> dict:
     return runs.identity({"reward": reward, "seed": cfg.seed, "name": cfg.name}, inputs)
 
 
-def run(cfg: DictConfig) -> dict:
+def check_launch(cfg: DictConfig, ranks: Ranks) -> None:
+    """What a torchrun launch needs on top of :func:`check_config` (world size 1: nothing)."""
+    if not ranks.distributed:
+        return
+    if cfg.reward.name != "prm":
+        raise UsageError(f"reward={cfg.reward.name}: distributed training is implemented for reward=prm; "
+                         "run this one as a single process")  # fmt: skip
+    given = {o.split("=", 1)[0].lstrip("+") for o in HydraConfig.get().overrides.task}
+    if "out" not in given:
+        raise UsageError("under torchrun give out=DIR: every rank must use the same folder (the default one is "
+                         "named after each rank's start time)")  # fmt: skip
+    per_rank(PRMTrainConfig(**OmegaConf.to_container(cfg.reward.train, resolve=True)), ranks)
+
+
+def prepare_out(cfg: DictConfig, ranks: Ranks) -> None:
+    """Rank 0 makes sure ``out`` holds nothing or this same run and records it; the other ranks wait for
+    its verdict and stop with the same one line if it refused (instead of waiting in a collective)."""
+    out, error = Path(cfg.out), ""
+    if ranks.is_main:
+        try:
+            ident = run_identity(cfg)
+            if cfg.fresh:
+                shutil.rmtree(out / STATE_DIR, ignore_errors=True)
+            else:
+                runs.check_same_run(out, ident, "pass fresh=true to start over in it, another out= for a new model, "
+                                    "or reward.train.init_from=<it> with a new out= to fine-tune it")  # fmt: skip
+            runs.save(out, ident)
+        except USER_ERRORS as refused:
+            error = first_line(refused)
+    refused = distributed.broadcast_text(ranks, error)
+    if refused:
+        raise UsageError(refused)
+
+
+def run(cfg: DictConfig, ranks: Ranks | None = None) -> dict:
+    ranks = ranks or Ranks()
     check_config(cfg)
+    check_launch(cfg, ranks)
     out = Path(cfg.out)
-    ident = run_identity(cfg)
-    if cfg.fresh:
-        shutil.rmtree(out / STATE_DIR, ignore_errors=True)
-    else:
-        runs.check_same_run(out, ident, "pass fresh=true to start over in it, another out= for a new model, or "
-                                        "reward.train.init_from=<it> with a new out= to fine-tune it")  # fmt: skip
-    runs.save(out, ident)
+    prepare_out(cfg, ranks)
     model_cfg = OmegaConf.to_container(cfg.reward.net, resolve=True)
     train = OmegaConf.to_container(cfg.reward.train, resolve=True)
-    writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+    writer = SummaryWriter(log_dir=str(out / "tensorboard")) if ranks.is_main else None
 
     def log(step: int, losses: dict) -> None:
-        if step % 10 == 0:
+        if step % 10 == 0 and writer is not None:
             for name, value in losses.items():
                 writer.add_scalar(f"loss/{name}", value, step)
 
     data = data_files(cfg)
     if cfg.reward.name == "prm":
-        model, summary = train_prm(data, out, model_cfg, PRMTrainConfig(**train, seed=cfg.seed), log, name=cfg.name)
+        model, summary = train_prm(data, out, model_cfg, PRMTrainConfig(**train, seed=cfg.seed), log, name=cfg.name,
+                                   ranks=ranks)  # fmt: skip
     else:
         model, summary = train_vlm(data, out, model_cfg, **train, seed=cfg.seed, pretrained=cfg.reward.pretrained,
                                    name=cfg.name)  # fmt: skip
+    if writer is None:  # ranks other than 0 have trained the same model; rank 0 evaluates and reports it
+        return {**summary, "model": str(out), "name": cfg.name}
     if cfg.eval_data:
         metrics = evaluate(model, cfg.eval_data, plot=out / "eval_curves.png")
         for name in ("voc", "success_auc", "progress_mae"):
@@ -114,8 +156,14 @@ def job(cfg: DictConfig) -> None:
             return f"training state kept in {out}: rerun the same command with out={out} to resume"
         return "nothing kept (no training state was saved yet)"
 
-    with guarded("robo-train-reward", kept, on_error=cleanup):
-        summary = run(cfg)
+    ranks = distributed.init()
+    try:
+        with guarded("robo-train-reward", kept, on_error=cleanup if ranks.is_main else None):
+            summary = run(cfg, ranks)
+    finally:
+        distributed.shutdown()
+    if not ranks.is_main:
+        return
     print(f"reward model {summary['name']!r} written to {summary['model']} (robo-reward label FILE --model "
           f"{summary['model']} stores its progress under /labels/{summary['name']})")  # fmt: skip
     print(json.dumps({key: summary[key] for key in summary if key != "final_losses"}))

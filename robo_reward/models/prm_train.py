@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from robo_reward import distributed
 from robo_reward.data.reader import DemoReader
+from robo_reward.distributed import Ranks
 from robo_reward.models.augment import AugmentConfig, augment
 from robo_reward.models.checkpoint import load_checkpoint, save_checkpoint
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_loss, progress_targets
@@ -40,12 +42,14 @@ class DemoSet:
 
 def load_demos(
     paths: list[str | Path], cameras: list[str], instructions: list[str] | None = None,
-    episodes: list[int] | None = None,
+    episodes: list[int] | None = None, shard: Ranks | None = None,
 ) -> tuple[DemoSet, list[str]]:  # fmt: skip
     """Read demo files (only ``episodes`` of each, if given) into a :class:`DemoSet`; instructions not
-    in ``instructions`` are appended."""
+    in ``instructions`` are appended. With ``shard``, a rank reads only every ``world_size``-th episode
+    (counted over all files), starting at its rank: ranks hold disjoint parts of the data."""
     instructions = list(instructions or [])
     frames, task, target, success, lengths, ep_success = [], [], [], [], [], []
+    counter = -1
     for path in paths:
         with DemoReader(path) as reader:
             missing = [c for c in cameras if c not in reader.cameras]
@@ -58,6 +62,9 @@ def load_demos(
             for i in range(len(reader)) if episodes is None else episodes:
                 if not 0 <= i < len(reader):
                     raise ValueError(f"{path}: no episode {i} (it has {len(reader)})")
+                counter += 1
+                if shard is not None and counter % shard.world_size != shard.rank:
+                    continue
                 ep = reader.multiview(i, cameras=cameras)
                 length, ok = len(ep), reader.success(i)
                 stage = reader.privileged(i, "stage")
@@ -69,6 +76,9 @@ def load_demos(
                 success.append(label)
                 lengths.append(length)
                 ep_success.append(ok)
+    if not lengths:
+        raise ValueError(f"{', '.join(map(str, paths))}: no episode for rank {shard.rank} of {shard.world_size}"
+                         " — fewer episodes than ranks")  # fmt: skip
     lengths_arr = np.array(lengths)
     demos = DemoSet(
         frames=torch.cat(frames),
@@ -108,17 +118,39 @@ class PRMTrainConfig:
             self.augment = AugmentConfig(**self.augment)
 
 
-def _sample(demos: DemoSet, cfg: PRMTrainConfig, gen: torch.Generator):
-    n_pos = int(cfg.batch_size * cfg.positive_share)
+def _sample(demos: DemoSet, batch_size: int, pairs: int, positive_share: float, gen: torch.Generator):
+    n_pos = int(batch_size * positive_share)
     positives = torch.nonzero(demos.success > 0).squeeze(1)
-    idx = torch.randint(0, len(demos.frames), (cfg.batch_size - n_pos,), generator=gen)
+    idx = torch.randint(0, len(demos.frames), (batch_size - n_pos,), generator=gen)
     if len(positives) and n_pos:
         idx = torch.cat([idx, positives[torch.randint(0, len(positives), (n_pos,), generator=gen)]])
     ok_eps = np.flatnonzero(demos.episode_success)
-    ep = torch.from_numpy(ok_eps)[torch.randint(0, len(ok_eps), (cfg.pairs,), generator=gen)].numpy()
-    a = demos.starts[ep] + (torch.rand(cfg.pairs, generator=gen).numpy() * demos.lengths[ep]).astype(int)
-    b = demos.starts[ep] + (torch.rand(cfg.pairs, generator=gen).numpy() * demos.lengths[ep]).astype(int)
+    ep = torch.from_numpy(ok_eps)[torch.randint(0, len(ok_eps), (pairs,), generator=gen)].numpy()
+    a = demos.starts[ep] + (torch.rand(pairs, generator=gen).numpy() * demos.lengths[ep]).astype(int)
+    b = demos.starts[ep] + (torch.rand(pairs, generator=gen).numpy() * demos.lengths[ep]).astype(int)
     return idx, torch.from_numpy(a), torch.from_numpy(b)
+
+
+class PRMLoss(torch.nn.Module):
+    """The training loss as one module's forward, so DistributedDataParallel can wrap it (it syncs the
+    gradients of what runs inside ``forward``)."""
+
+    def __init__(self, model: ProgressRewardModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, frames, tasks, sizes: list[int], target, success, hop_target) -> tuple[torch.Tensor, dict]:
+        model = self.model
+        h_main, h_a, h_b = model.embed(frames, tasks).split(sizes)
+        out_heads = model.heads(h_main)
+        known = ~torch.isnan(target)
+        loss_progress = (
+            progress_loss(out_heads["progress_logits"][known], target[known]) if known.any() else h_main.sum() * 0
+        )
+        loss_success = F.binary_cross_entropy_with_logits(out_heads["success_logit"], success)
+        loss_hop = F.mse_loss(model.hop(h_a, h_b), hop_target)
+        return loss_progress + loss_success + loss_hop, {"progress": loss_progress, "success": loss_success,
+                                                         "hop": loss_hop}  # fmt: skip
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -148,12 +180,26 @@ def init_from_trained(model: ProgressRewardModel, tensors: dict[str, torch.Tenso
     model.load_state_dict({**tensors, "task_embedding.weight": table})
 
 
+def per_rank(cfg: PRMTrainConfig, ranks: Ranks) -> tuple[int, int]:
+    """(frames, hop pairs) each rank draws per step: the configured batch is the global one."""
+    if cfg.batch_size % ranks.world_size or cfg.pairs % ranks.world_size:
+        raise ValueError(f"reward.train.batch_size={cfg.batch_size} and pairs={cfg.pairs} must be multiples of the "
+                         f"{ranks.world_size} ranks (the configured batch is the global one)")  # fmt: skip
+    return cfg.batch_size // ranks.world_size, cfg.pairs // ranks.world_size
+
+
 def train_prm(
-    data: list[str | Path], out: str | Path, model_cfg: dict, cfg: PRMTrainConfig, log=None, name: str = "prm"
-) -> tuple[ProgressRewardModel, dict]:
+    data: list[str | Path], out: str | Path, model_cfg: dict, cfg: PRMTrainConfig, log=None, name: str = "prm",
+    ranks: Ranks | None = None,
+) -> tuple[ProgressRewardModel, dict]:  # fmt: skip
     """Train (or resume) a PRM on ``data``; write the final checkpoint to ``out``. Returns (model, summary).
 
-    ``name`` is stored in its config: ``robo-reward label`` files the model's progress under it."""
+    ``name`` is stored in its config: ``robo-reward label`` files the model's progress under it. Under
+    ``torchrun`` (``ranks`` from :func:`robo_reward.distributed.init`) each rank trains on its shard of the
+    episodes with its share of the global batch, gradients are averaged by DistributedDataParallel, and
+    rank 0 alone saves training state, the model and the summary (every rank returns the same model)."""
+    ranks = ranks or Ranks()
+    batch, pairs = per_rank(cfg, ranks)
     torch.set_num_threads(cfg.torch_threads)
     out = Path(out)
     base = load_checkpoint(cfg.init_from) if cfg.init_from else None
@@ -161,15 +207,19 @@ def train_prm(
         fields = PRMConfig.__dataclass_fields__
         model_cfg = {key: value for key, value in base[1].items() if key in fields}
     cameras = list(model_cfg["cameras"])
-    demos, instructions = load_demos(data, cameras, model_cfg.get("instructions"), cfg.episodes)
+    if ranks.distributed:  # every rank must know every instruction, whichever episodes it holds
+        model_cfg = {**model_cfg, "instructions": _all_instructions(data, model_cfg.get("instructions"))}
+    shard = ranks if ranks.distributed else None
+    demos, instructions = load_demos(data, cameras, model_cfg.get("instructions"), cfg.episodes, shard)
     if not demos.episode_success.any():
         files = ", ".join(str(path) for path in data)
+        where = f" for rank {ranks.rank} of {ranks.world_size}" if ranks.distributed else ""
         raise ValueError(f"{files}: no successful episode{' among ' + str(cfg.episodes) if cfg.episodes else ''}"
-                         " — progress targets come from successful demos")  # fmt: skip
+                         f"{where} — progress targets come from successful demos")  # fmt: skip
     size = demos.frames.shape[2]
     config = PRMConfig(**{**model_cfg, "cameras": cameras, "instructions": instructions, "image_size": size})
-    gen = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * ranks.rank)  # rank 0: the single-process stream
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     model = ProgressRewardModel(config)
     if base is not None:
         init_from_trained(model, base[0])
@@ -184,10 +234,17 @@ def train_prm(
     state_dir = out / STATE_DIR
     if (state_dir / "config.json").exists():  # resume after a kill
         tensors, meta = load_checkpoint(state_dir)
+        saved_world = int(meta.get("world_size", 1))
+        if saved_world != ranks.world_size:
+            raise ValueError(f"{state_dir}: saved by {saved_world} rank(s), resumed with {ranks.world_size}; "
+                             "resume with the same number of ranks (or fresh=true)")  # fmt: skip
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
         _load_optimizer(opt, tensors, meta)
         step = resumed_from = int(meta["step"])
-        gen.set_state(tensors["rng"].to(torch.uint8))
+        gen.set_state(tensors["rng" if ranks.rank == 0 else f"rng.{ranks.rank}"].to(torch.uint8))
+    loss_fn: torch.nn.Module = PRMLoss(model)
+    if ranks.distributed:
+        loss_fn = torch.nn.parallel.DistributedDataParallel(loss_fn)
     target = demos.target
     if cfg.shuffle_targets:
         known = torch.nonzero(~torch.isnan(target)).squeeze(1)
@@ -196,39 +253,50 @@ def train_prm(
     start = time.perf_counter()
     model.train()
     losses = {}
-    with progress_bar(total=cfg.steps, initial=step, desc="train prm", unit="step", disable=log is False) as bar:
+    quiet = log is False or not ranks.is_main
+    with progress_bar(total=cfg.steps, initial=step, desc="train prm", unit="step", disable=quiet) as bar:
         while step < cfg.steps:
-            idx, a, b = _sample(demos, cfg, gen)
+            idx, a, b = _sample(demos, batch, pairs, cfg.positive_share, gen)
             frames = augment(torch.cat([demos.frames[idx], demos.frames[a], demos.frames[b]]), cfg.augment, gen)
-            h = model.embed(frames, torch.cat([demos.task[idx], demos.task[a], demos.task[b]]))
-            h_main, h_a, h_b = h.split([len(idx), len(a), len(b)])
-            out_heads = model.heads(h_main)
-            tgt = target[idx]
-            known = ~torch.isnan(tgt)
-            loss_progress = (
-                progress_loss(out_heads["progress_logits"][known], tgt[known]) if known.any() else h.sum() * 0
-            )
-            loss_success = F.binary_cross_entropy_with_logits(out_heads["success_logit"], demos.success[idx])
-            loss_hop = F.mse_loss(model.hop(h_a, h_b), target[b] - target[a])
-            loss = loss_progress + loss_success + loss_hop
+            tasks = torch.cat([demos.task[idx], demos.task[a], demos.task[b]])
+            loss, parts = loss_fn(frames, tasks, [len(idx), len(a), len(b)], target[idx], demos.success[idx],
+                                  target[b] - target[a])  # fmt: skip
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             step += 1
-            losses = {"progress": loss_progress.item(), "success": loss_success.item(), "hop": loss_hop.item()}
-            if log:
+            losses = {key: value.item() for key, value in parts.items()}  # this rank's share of the batch
+            if log and ranks.is_main:
                 log(step, losses)
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.3f}")
             if step % cfg.save_every == 0 or step == cfg.steps:
-                opt_tensors, meta = _optimizer_tensors(opt)
-                tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **opt_tensors,
-                           "rng": gen.get_state()}  # fmt: skip
-                save_checkpoint(state_dir, tensors, {"kind": "prm_train_state", "step": step, **meta})
+                rngs = distributed.all_gather(ranks, gen.get_state())
+                if ranks.is_main:
+                    opt_tensors, meta = _optimizer_tensors(opt)
+                    tensors = {**{f"model.{k}": v for k, v in model.state_dict().items()}, **opt_tensors,
+                               "rng": rngs[0], **{f"rng.{r}": rngs[r] for r in range(1, len(rngs))}}  # fmt: skip
+                    save_checkpoint(state_dir, tensors, {"kind": "prm_train_state", "step": step,
+                                                         "world_size": ranks.world_size, **meta})  # fmt: skip
     model.eval()
     wall = time.perf_counter() - start
-    summary = {"steps": step, "train_wall_time_s": round(wall, 1), "frames": len(demos.frames),
-               "episodes": len(demos.lengths), "final_losses": losses, "resumed_from_step": resumed_from}  # fmt: skip
-    model.save(out, extra={"name": name, "training": summary})
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    counts = distributed.all_gather(ranks, torch.tensor([len(demos.lengths), len(demos.frames)]))
+    episodes, frames_total = (int(n) for n in torch.stack(counts).sum(0))
+    summary = {"steps": step, "train_wall_time_s": round(wall, 1), "frames": frames_total, "episodes": episodes,
+               "final_losses": losses, "resumed_from_step": resumed_from, "world_size": ranks.world_size,
+               "global_batch_size": cfg.batch_size, "batch_size_per_rank": batch}  # fmt: skip
+    if ranks.is_main:
+        model.save(out, extra={"name": name, "training": summary})
+        (out / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    distributed.barrier(ranks)  # the model is on disk before any rank moves on (e.g. to evaluate it)
     return model, summary
+
+
+def _all_instructions(data: list[str | Path], known: list[str] | None) -> list[str]:
+    """The known instructions, then every file's in file order: the same list on every rank."""
+    instructions = list(known or [])
+    for path in data:
+        with DemoReader(path) as reader:
+            if reader.instruction not in instructions:
+                instructions.append(reader.instruction)
+    return instructions
