@@ -28,16 +28,19 @@ rsl-rl's time-out bootstrap need) *is* that step's ``obs``, captured before the 
 reset it. Unlike :class:`sim.BatchedEnv`, the new episode's first state is never observed: the next
 action is applied to it (pre-physics reset) or lost on the terminal state (post-physics reset), as in
 every IsaacGymEnvs trainer. Likewise ``reset()`` asks the task to reset every env in its next step
-(``reset_buf[:] = 1``) and returns ``VecTask.reset()``'s observation, which is zeros for a fresh task.
-``max_episode_steps`` is ``max_episode_length - 1``, where ``VecTask.step`` declares time-outs, and
-``episode_step`` is ``progress_buf`` itself (writes go through; rsl-rl writes it).
+(``reset_buf[:] = 1``) and returns ``VecTask.reset()``'s observation: zeros for a fresh task, the last
+one otherwise. ``max_episode_steps`` is ``max_episode_length - 1``, where ``VecTask.step`` declares
+time-outs, and ``episode_step`` is ``progress_buf`` itself (writes go through; rsl-rl writes it).
 
 **Success and progress** are not part of VecTask. A task that reports them per env in ``extras`` (N,)
 is adapted with ``success_key=`` / ``progress_key=``; without a key ``info["success"]`` and
 ``info["progress"]`` are float NaN (N,) — unknown, so success rates come out NaN rather than 0 — and
-:meth:`IsaacGymEnv.privileged` (the privileged potential's input) raises. The task's ``extras`` dict
-itself is ``info["extras"]``. There are no cameras: image-based reward models need a MuJoCo task or a
-potential on the observation (``distilled``).
+:meth:`IsaacGymEnv.privileged` (the privileged potential's input) raises. Until the first step after
+``reset()`` no state has been observed and ``privileged()`` reports success False and progress 0: the
+first shaping term then uses Φ = 0 for the start state, as later episodes' first terms use Φ of the
+terminal observation they are shown — offsets no action of the episode changes. The task's ``extras``
+dict itself is ``info["extras"]``. There are no cameras: image-based reward models need a MuJoCo task
+or a potential on the observation (``distilled``).
 
 Every tensor stays on the task's ``rl_device``; nothing is copied to the host.
 """
@@ -117,8 +120,7 @@ class IsaacGymEnv:
         self.dt = float(vec_task.dt) * int(vec_task.control_freq_inv)
         self.capture_final_frames = False  # set by image potentials; there are no frames to capture
         self._obs = vec_task.obs_buf.to(self.device)
-        self._success = self._nan()
-        self._progress = self._nan()
+        self._success, self._progress = self._unobserved()
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -158,7 +160,7 @@ class IsaacGymEnv:
             torch.manual_seed(seed)
         self.task.reset_buf[:] = 1
         self._obs = self.task.reset()["obs"].to(self.device)
-        self._success, self._progress = self._nan(), self._nan()
+        self._success, self._progress = self._unobserved()
         return self._obs
 
     def step(
@@ -208,6 +210,13 @@ class IsaacGymEnv:
     # -- internals --------------------------------------------------------------------------
     def _nan(self) -> torch.Tensor:
         return torch.full((self.num_envs,), float("nan"), device=self.device)
+
+    def _unobserved(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``success``, ``progress`` before a step has observed the episodes' states: False and 0 (NaN without keys)."""
+        n, device = self.num_envs, self.device
+        success = self._nan() if self.success_key is None else torch.zeros(n, dtype=torch.bool, device=device)
+        progress = self._nan() if self.progress_key is None else torch.zeros(n, device=device)
+        return success, progress
 
     def _extra(self, extras: dict[str, Any], key: str | None, dtype: torch.dtype) -> torch.Tensor:
         """``extras[key]`` as (N,) ``dtype`` on ``device``; NaN (N,) float when ``key`` is None."""
