@@ -3,7 +3,7 @@
     from isaacgymenvs.tasks.ant import Ant            # any IsaacGymEnvs ``VecTask``
     from sim.isaac_gym import IsaacGymEnv
 
-    env = IsaacGymEnv(Ant(cfg, rl_device, sim_device, 0, True), success_key="successes")
+    env = IsaacGymEnv(Ant(cfg, rl_device, sim_device, 0, True))   # success_key=, progress_key=: see below
     obs = env.reset()
     obs, reward, terminated, truncated, info = env.step(action)   # torch, on the task's rl_device
 
@@ -119,7 +119,7 @@ class IsaacGymEnv:
         self.instruction = instruction
         self.dt = float(vec_task.dt) * int(vec_task.control_freq_inv)
         self.capture_final_frames = False  # set by image potentials; there are no frames to capture
-        self._obs = vec_task.obs_buf.to(self.device)
+        self._obs = vec_task.obs_buf.to(self.device, copy=True)  # not the buffer the task writes in place
         self._success, self._progress = self._unobserved()
 
     # -- properties -------------------------------------------------------------------------
