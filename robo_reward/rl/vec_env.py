@@ -44,7 +44,8 @@ class RslRlVecEnv(VecEnv):
 
     Attributes follow ``rsl_rl.env.VecEnv``: ``num_envs`` (N), ``num_actions`` (the env's act_dim),
     ``max_episode_length`` (int, the task's time limit in steps), ``device``, ``cfg`` (the task's
-    merged config dict) and ``episode_length_buf``: int64 (N,), read from the env's ``episode_step``
+    merged config dict, or the env's own ``cfg``: an Isaac Gym task's) and ``episode_length_buf``: int64
+    (N,), read from the env's ``episode_step`` (a numpy array, or a tensor for :class:`sim.isaac_gym.IsaacGymEnv`)
     on every access — assigning to it (rsl-rl does, for ``init_at_random_ep_len``) writes through,
     so the env's time limit follows.
 
@@ -57,7 +58,8 @@ class RslRlVecEnv(VecEnv):
         self.num_actions = env.act_dim
         self.max_episode_length = env.max_episode_steps
         self.device = env.device
-        self.cfg = env.task.config
+        cfg = getattr(env, "cfg", None)
+        self.cfg = env.task.config if cfg is None else cfg
         self.num_steps = 0
         self.episodes = EpisodeLog()
         self._episode_return = torch.zeros(self.num_envs, device=self.device)
@@ -68,11 +70,16 @@ class RslRlVecEnv(VecEnv):
     @property
     def episode_length_buf(self) -> torch.Tensor:
         """Steps taken in each env's current episode: int64 (N,), on ``device``."""
-        return torch.from_numpy(self.env.episode_step).to(self.device)
+        steps = self.env.episode_step
+        return steps if isinstance(steps, torch.Tensor) else torch.from_numpy(steps).to(self.device)
 
     @episode_length_buf.setter
     def episode_length_buf(self, value: torch.Tensor) -> None:
-        self.env.episode_step[:] = value.detach().cpu().numpy()
+        steps = self.env.episode_step
+        if isinstance(steps, torch.Tensor):
+            steps[:] = value.detach().to(steps.device, steps.dtype)
+        else:
+            steps[:] = value.detach().cpu().numpy()
 
     def get_observations(self) -> TensorDict:
         """The current observation: ``{"policy": float32 (N, obs_dim)}``, batch size (N,)."""
