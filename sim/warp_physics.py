@@ -97,7 +97,9 @@ class WarpPhysics:
         self.models = [model] * num_envs
         self._datas = [mujoco.MjData(model) for _ in range(num_envs)]
         mujoco.mj_forward(model, self._datas[0])
-        log.info("MuJoCo Warp on %s: kernels compile on first use (minutes on a CPU), cached in %s", self.device, _cache_dir())
+        log.info(
+            "MuJoCo Warp on %s: kernels compile on first use (minutes on a CPU); cache %s", self.device, _cache_dir()
+        )
         with wp.ScopedDevice(self.device):
             self.wmodel = mjw.put_model(model)
             self.wdata = mjw.put_data(model, self._datas[0], nworld=num_envs)
