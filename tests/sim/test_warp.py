@@ -101,3 +101,14 @@ def test_warp_renders_the_device_state(warp):
 def test_warp_refuses_domain_randomisation(warp):
     with pytest.raises(ValueError, match="not supported by backend 'warp'"):
         sim.make("reach", backend="warp", config={"randomize": {"enabled": True}})
+
+
+@pytest.mark.slow
+def test_bench_sim_backend_reports_warp_against_cpu(warp):
+    from sim.bench import bench_sim_backend
+
+    result = bench_sim_backend("reach", "warp", num_envs=2, steps=3, rounds=1)
+    assert result["backend"] == "warp" and result["first_step_s"] > 0
+    assert result["env_steps_per_s"] > 0 and result["cpu_env_steps_per_s"] > 0 and result["physics_steps_per_s"] > 0
+    # one round: the ratio is that round's two rates divided (rounded as reported)
+    assert abs(result["ratio_vs_cpu"] - result["env_steps_per_s"] / result["cpu_env_steps_per_s"]) < 0.01
