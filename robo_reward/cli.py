@@ -22,10 +22,12 @@ def _bench(args: argparse.Namespace) -> dict | list:
         from real.cli import run_bench_deploy
 
         return run_bench_deploy(args)
-    from sim.bench import bench_render, bench_sim
+    from sim.bench import bench_render, bench_sim, bench_sim_backend
 
     if args.what != "learn":
         args.num_envs = args.num_envs or 64
+    if args.what == "sim" and args.backend != "cpu":
+        return bench_sim_backend(args.task, args.backend, args.num_envs, args.steps, args.rounds, args.seed)
     if args.what == "sim":
         return bench_sim(args.task, args.num_envs, args.steps, args.rounds, args.seed)
     if args.what == "label":
@@ -146,6 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--task", default="push_cube")
     bench.add_argument("--num-envs", type=int, default=None, help="envs stepped together (default 64; learn: 128)")
     bench.add_argument("--steps", type=int, default=200, help="control steps per round (sim)")
+    bench.add_argument("--backend", default="cpu", choices=["cpu", "warp"],
+                       help="sim: the physics backend; warp is measured against cpu in the same run")  # fmt: skip
     bench.add_argument("--rounds", type=int, default=3, help="alternating measurement rounds")
     bench.add_argument("--cameras", default=None, help="comma-separated camera names (render)")
     bench.add_argument("--res", type=int, default=64, help="image side in pixels (render)")

@@ -26,7 +26,7 @@ if os.environ["MUJOCO_GL"] == "osmesa":  # OSMesa's LLVM loads with mujoco: trit
 from sim.env import BatchedEnv
 from sim.tasks import TASKS, task_class
 
-BACKENDS = ("cpu",)
+BACKENDS = ("cpu", "warp")  # warp: MuJoCo Warp, the robo-reward[warp] extra (sim/warp_physics.py)
 
 
 def make(
@@ -59,6 +59,7 @@ def make(
         cameras=tuple(cameras) if cameras else None,
         render_size=render_size,
         num_threads=num_threads,
+        backend=backend,
     )
     env.reset()
     return env

@@ -7,6 +7,7 @@ Both sides are measured in alternating rounds and a ratio is the median of the p
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import gymnasium
 import mujoco
@@ -127,6 +128,61 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
         "ratio_vs_peer": round(median_ratio(rates["ours"], rates["peer"]), 3),
         "open_loop_steps_per_s": round(med["open"], 1),
         "threaded_physics_steps_per_s": round(med["physics"], 1),
+    }
+
+
+def bench_sim_backend(
+    task: str, backend: str = "warp", num_envs: int = 64, steps: int = 200, rounds: int = 3, seed: int = 0
+) -> dict:
+    """env-steps/s of ``backend`` vs the CPU backend: same task, seed and random actions, alternating rounds.
+
+    ``first_step_s`` is the backend's first step (on warp: kernel compile or cache load, plus the step);
+    ``physics_steps_per_s`` is each backend's physics alone on the env's last controls, without the task.
+    """
+    start = time.perf_counter()
+    env = sim.make(task, num_envs=num_envs, backend=backend, seed=seed)
+    cpu = sim.make(task, num_envs=num_envs, seed=seed)
+    actions = _random_actions(cpu, steps, seed)
+    env.step(actions[0])
+    first_step = time.perf_counter() - start
+    for act in actions[:3]:  # warm up threads and caches
+        cpu.step(act)
+        env.step(act)
+
+    def env_rate(target: sim.BatchedEnv) -> Callable[[], float]:
+        def measure() -> float:
+            begin = time.perf_counter()
+            for act in actions:
+                target.step(act)
+            return num_envs * steps / (time.perf_counter() - begin)
+
+        return measure
+
+    def physics_rate(target: sim.BatchedEnv) -> Callable[[], float]:
+        def measure() -> float:
+            begin = time.perf_counter()
+            for _ in range(steps):
+                target.physics.step()
+            return num_envs * steps / (time.perf_counter() - begin)
+
+        return measure
+
+    measures = {"env": env_rate(env), "cpu": env_rate(cpu), "env_physics": physics_rate(env),
+                "cpu_physics": physics_rate(cpu)}  # fmt: skip
+    rates = alternate(measures, rounds)
+    env.close()
+    cpu.close()
+    med = medians(rates)
+    return {
+        "task": task,
+        "backend": backend,
+        "num_envs": num_envs,
+        "first_step_s": round(first_step, 2),
+        "env_steps_per_s": round(med["env"], 1),
+        "cpu_env_steps_per_s": round(med["cpu"], 1),
+        "ratio_vs_cpu": round(median_ratio(rates["env"], rates["cpu"]), 3),
+        "physics_steps_per_s": round(med["env_physics"], 1),
+        "cpu_physics_steps_per_s": round(med["cpu_physics"], 1),
     }
 
 

@@ -55,6 +55,7 @@ class BatchedEnv:
         cameras: tuple[str, ...] | None = None,
         render_size: tuple[int, int] = (64, 64),
         num_threads: int | None = None,
+        backend: str = "cpu",
     ) -> None:
         if reward not in REWARD_MODES:
             raise ValueError(f"reward must be one of {REWARD_MODES}, got {reward!r}")
@@ -65,9 +66,13 @@ class BatchedEnv:
         self.cameras = tuple(cameras) if cameras else task.cameras
         self.render_size = render_size
         self.model = task.build_model()
-        self.physics = ThreadedPhysics(
-            self.model, self.num_envs, task.substeps, kinematics=task.needs_kinematics, num_threads=num_threads
-        )
+        physics_args = (self.model, self.num_envs, task.substeps)
+        if backend == "warp":  # MuJoCo Warp worlds on the warp device matching ``device`` (sim/warp_physics.py)
+            from sim.warp_physics import WarpPhysics
+
+            self.physics = WarpPhysics(*physics_args, kinematics=task.needs_kinematics, device=self.device)
+        else:
+            self.physics = ThreadedPhysics(*physics_args, kinematics=task.needs_kinematics, num_threads=num_threads)
         task.bind(self.physics)
         self.randomizer: Randomizer | None = None
         self._delay: DelayLine | None = None
