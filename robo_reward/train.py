@@ -30,9 +30,10 @@ from omegaconf import DictConfig, OmegaConf
 from rsl_rl.runners import OnPolicyRunner
 
 import sim
-from robo_reward import runs
+from robo_reward import distributed, runs
 from robo_reward.app import UsageError, compose_config, discard_empty_run, guarded, hydra_app
 from robo_reward.config import task_config
+from robo_reward.distributed import Ranks
 from robo_reward.rl import EpisodeLog, RslRlVecEnv
 from robo_reward.rl.checkpoint import STATE_FILE, TrainState, resume, save_runner_checkpoint
 from robo_reward.rl.curves import plot_learning_curves
@@ -161,10 +162,29 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     return runs.identity(config, inputs)
 
 
-def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train a policy as ``cfg`` says, writing checkpoints, curves and the summary into ``run_dir``."""
+def multi_gpu(cfg: DictConfig, ranks: Ranks) -> DictConfig:
+    """Under ``torchrun --nproc_per_node=N``: rsl-rl-lib's multi-GPU mode (it reads RANK, LOCAL_RANK and
+    WORLD_SIZE itself, joins an NCCL group and averages gradients). Each rank gets its own GPU
+    (``cuda:<local rank>``) and its own env seed (``seed + rank``); ``num_envs`` is per rank. One process:
+    ``cfg`` unchanged."""
+    if not ranks.distributed:
+        return cfg
+    if not str(cfg.device).startswith("cuda"):
+        raise TrainConfigError(f"device={cfg.device}: rsl-rl-lib's multi-GPU training (torchrun with "
+                               f"{ranks.world_size} ranks) needs device=cuda; on CPUs run one process")  # fmt: skip
+    cfg = cfg.copy()
+    cfg.device = f"cuda:{ranks.local_rank}"
+    cfg.seed = int(cfg.seed) + ranks.rank
+    return cfg
+
+
+def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[str, Any]:
+    """Train a policy as ``cfg`` says, writing checkpoints, curves and the summary into ``run_dir`` (rank 0
+    alone writes under torchrun)."""
+    ranks = ranks or Ranks()
     check_config(cfg)
-    ident = run_identity(cfg)
+    ident = run_identity(cfg)  # the config as given: every rank's run is the same run
+    cfg = multi_gpu(cfg, ranks)
     if cfg.resume:
         runs.check_same_run(run_dir, ident, "a resumed run keeps its config and inputs (start a new run instead)")
     torch.manual_seed(cfg.seed)
@@ -179,7 +199,8 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     except Exception:
         env.close()
         raise
-    runs.save(run_dir, ident)  # after the model and env were accepted: a refused run writes nothing
+    if ranks.is_main:
+        runs.save(run_dir, ident)  # after the model and env were accepted: a refused run writes nothing
     vec_env = RslRlVecEnv(learner_env)
     train_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -191,16 +212,19 @@ def train(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         watch = RewardHackingWatch()
         for row in state.history:
             watch.update_from_row(row)
-        learn(cfg, runner, vec_env, state, watch, run_dir)
-        save_runner_checkpoint(runner, run_dir / CHECKPOINT, infos={"config": config})
+        learn(cfg, runner, vec_env, state, watch, run_dir, write=ranks.is_main)
         video = None
-        if cfg.eval_video.steps > 0:
-            video = film_policy(cfg, runner, run_dir / VIDEO, potential)
+        if ranks.is_main:
+            save_runner_checkpoint(runner, run_dir / CHECKPOINT, infos={"config": config})
+            if cfg.eval_video.steps > 0:
+                video = film_policy(cfg, runner, run_dir / VIDEO, potential)
     finally:
         vec_env.close()
     summary = summarise(cfg, config, state, watch, video)
     summary["potential_fit"] = getattr(potential, "fit_report", None)  # the distilled Φ against held-out demo labels
-    (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    summary["world_size"] = ranks.world_size
+    if ranks.is_main:
+        (run_dir / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
 
@@ -220,8 +244,10 @@ def resume_into(runner: OnPolicyRunner, vec_env: RslRlVecEnv, run_dir: Path) -> 
     return state
 
 
-def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHackingWatch, run_dir: Path) -> None:
-    """PPO in chunks of ``cfg.chunk_iterations``; after each chunk the run folder is resumable."""
+def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHackingWatch, run_dir: Path,
+          write: bool = True) -> None:  # fmt: skip
+    """PPO in chunks of ``cfg.chunk_iterations``; after each chunk the run folder is resumable (when
+    ``write``: rank 0 of a multi-GPU run)."""
     from tqdm import tqdm
 
     from robo_reward.progress import progress_bar
@@ -255,10 +281,11 @@ def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHac
                 if warning and (not flagged_before or row["iteration"] % 50 == 0):
                     tqdm.write(f"warning: {warning}", file=sys.stderr)
             state.episodes = vec_env.episodes
-            save_runner_checkpoint(runner, run_dir / f"model_{state.iterations_done}.pt", infos=None)
-            state.save(run_dir)
-            prune_checkpoints(run_dir, keep=cfg.keep_checkpoints)
-            plot_learning_curves(state.history, run_dir / CURVE, title=run_title(cfg))
+            if write:
+                save_runner_checkpoint(runner, run_dir / f"model_{state.iterations_done}.pt", infos=None)
+                state.save(run_dir)
+                prune_checkpoints(run_dir, keep=cfg.keep_checkpoints)
+                plot_learning_curves(state.history, run_dir / CURVE, title=run_title(cfg))
             last = rows[-1]
             bar.set_postfix(success=last["success_rate"], steps=state.env_steps, refresh=False)
             bar.update(chunk)
@@ -417,9 +444,18 @@ def job(cfg: DictConfig) -> None:
         discard_empty_run(hydra_dir)
         return "no checkpoint was written yet"
 
+    ranks = distributed.launched()  # rsl-rl-lib joins the process group itself (multi_gpu)
     with guarded("robo-train", kept, on_error=lambda: discard_empty_run(hydra_dir)):
-        summary = train(cfg, run_dir)
+        if ranks.distributed and not cfg.resume:
+            overrides = HydraConfig.get().overrides
+            given = {o.split("=", 1)[0].lstrip("+") for o in [*overrides.task, *overrides.hydra]}
+            if "hydra.run.dir" not in given:
+                raise TrainConfigError("under torchrun give hydra.run.dir=DIR: every rank must use the same run "
+                                       "folder (the default one is named after each rank's start time)")  # fmt: skip
+        summary = train(cfg, run_dir, ranks)
     discard_empty_run(hydra_dir)
+    if not ranks.is_main:
+        return
     print(
         f"trained {summary['task']} for {summary['iterations']} iterations ({summary['env_steps']} env steps, "
         f"{summary['env_steps_per_s']:.0f} steps/s); success over the last {summary['summary_iterations']} "

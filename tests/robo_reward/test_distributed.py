@@ -139,3 +139,24 @@ def test_torchrun_without_out_is_refused_in_one_line_by_every_rank(demos, tmp_pa
     lines = [line for line in err.splitlines() if line.startswith("robo-train-reward:")]
     assert len(lines) == 2 and all("under torchrun give out=DIR" in line for line in lines), err[-2000:]
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_robo_train_hands_each_rank_its_gpu_and_seed_and_refuses_cpu_ranks(tmp_path):
+    from omegaconf import OmegaConf
+
+    from robo_reward.distributed import Ranks
+    from robo_reward.train import TrainConfigError, multi_gpu
+
+    cfg = OmegaConf.create({"device": "cuda", "seed": 7, "num_envs": 64})
+    assert multi_gpu(cfg, Ranks()) is cfg  # one process: untouched
+    second = multi_gpu(cfg, Ranks(rank=3, world_size=4, local_rank=1))
+    assert (second.device, second.seed, second.num_envs) == ("cuda:1", 10, 64) and cfg.device == "cuda"
+    with pytest.raises(TrainConfigError, match="needs device=cuda"):
+        multi_gpu(OmegaConf.create({"device": "cpu", "seed": 0}), Ranks(rank=0, world_size=2))
+    # the whole command on two CPU ranks: one line from each, nothing written
+    job = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", "robo_reward.train",
+                          "task=reach", "iterations=1", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    lines = [line for line in job.stderr.splitlines() if line.startswith("robo-train:")]
+    assert job.returncode != 0 and len(lines) == 2 and all("needs device=cuda" in x for x in lines), job.stderr[-2000:]
+    assert not (tmp_path / "run").exists()
