@@ -203,6 +203,11 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--lanes", type=_positive, default=None,
                      help="processes decoding and inferring side by side (default: torch's thread count)")
 
+    rep = sub.add_parser("report", help="policy runs of a sweep: one table and one plot, mean and spread over seeds")
+    rep.add_argument("runs", nargs="+", help="robo-train run folders, or folders holding them (a multirun sweep)")
+    rep.add_argument("--plot", default="report.png", help="PNG of success against env steps per group ('' for none)")
+    rep.add_argument("--json", action="store_true")
+
     ev = sub.add_parser("eval", help="VOC, success AUC and progress error of a reward model on demos")
     ev.add_argument("--model", required=True)
     ev.add_argument("--demos", required=True, nargs="+", help="demo files; several give one result each")
@@ -333,6 +338,16 @@ def _run(args: argparse.Namespace) -> None:
                 for result in results:
                     print(f"{result['demos']}: VOC {result['voc']:.3f}, success AUC {result.get('success_auc')}, "
                           f"progress MAE {result.get('progress_mae')}")
+    elif args.command == "report":
+        from robo_reward.report import report
+
+        result = report(args.runs, args.plot or None)
+        if args.json:
+            print(json.dumps({key: value for key, value in result.items() if key != "markdown"}))
+        else:
+            print(result["markdown"])
+            if args.plot:
+                print(f"plot: {args.plot}")
     elif args.command == "export":
         _export(args)
     elif args.command == "rollout":

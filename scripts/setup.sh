@@ -31,7 +31,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "setup: installing Python packages into $VENV (first time: a few minutes)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   # torch and torchvision are pinned in the same command as everything else, so nothing pulls other builds.
-  "$VENV/bin/python" -m pip install -q -e ".[test,ros2]" "torch==2.14.1" "torchvision==0.29.1"
+  "$VENV/bin/python" -m pip install -q -e ".[test,ros2,slurm]" "torch==2.14.1" "torchvision==0.29.1"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready ($VENV)"
