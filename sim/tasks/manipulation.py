@@ -345,5 +345,6 @@ class GraspTask(ArmTask):
             goal[retreat] = cube[retreat] + np.array([0.0, 0.0, 0.08])
             gripper[retreat] = -1.0
         # slower for the last centimetres down onto the cube and onto the target
-        step = np.where((phase == 4) | (phase == 1), cfg["expert_place_step"], cfg["expert_max_step"])
+        close = row_norm(goal - tcp) < 0.025
+        step = np.where(((phase == 4) | (phase == 1)) & close, cfg["expert_place_step"], cfg["expert_max_step"])
         return self.servo_to(goal, yaw, gripper, step[:, None])
