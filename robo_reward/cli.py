@@ -106,7 +106,7 @@ def _print(result: dict, as_json: bool) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     if args.what == "tasks":
-        _info_tasks(0 if args.no_measure else args.episodes, args.json)
+        _info_tasks(0 if args.no_measure else args.episodes, args.json, args.markdown)
         return
     from robo_reward.data import DemoReader, validate
 
@@ -116,7 +116,7 @@ def _info(args: argparse.Namespace) -> None:
     _print(summary, args.json)
 
 
-def _info_tasks(episodes: int, as_json: bool) -> None:
+def _info_tasks(episodes: int, as_json: bool, markdown: bool = False) -> None:
     """Every registered task; the expert's success is measured now, over ``episodes`` episodes (0: not measured)."""
     from sim.catalog import task_rows
 
@@ -126,9 +126,20 @@ def _info_tasks(episodes: int, as_json: bool) -> None:
         return
     for row in rows:
         if row["expert_success"] is not None:
-            expert = f"{row['expert_success']:.0%} of {row['expert_episodes']}"
+            row["expert"] = f"{row['expert_success']:.1%} of {row['expert_episodes']}"
         else:
-            expert = "not measured" if row["has_expert"] else "no expert"
+            row["expert"] = "not measured" if row["has_expert"] else "no expert"
+    if markdown:
+        print("| task | Gymnasium id | obs | act | cameras | stages | episode | expert success |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            cells = [f"`{row['task']}`", f"`{row['gym_id']}`", str(row["obs_dim"]), str(row["act_dim"]),
+                     ", ".join(row["cameras"]), " → ".join(row["stages"]), f"{row['max_episode_steps']} steps",
+                     row["expert"]]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+        return
+    for row in rows:
+        expert = row["expert"]
         print(
             f"{row['task']:<12} {row['gym_id']:<28} obs={row['obs_dim']:<3} act={row['act_dim']:<2} "
             f"cameras={','.join(row['cameras']):<18} expert={expert:<14} stages={' > '.join(row['stages'])}"
@@ -187,6 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--episodes", type=_positive, default=32,
                       help="tasks: expert episodes run now to measure each expert's success (default 32)")
     info.add_argument("--no-measure", action="store_true", help="tasks: list without running the experts")
+    info.add_argument("--markdown", action="store_true", help="tasks: a Markdown table (the README's)")
 
     grid = sub.add_parser("render-tasks", help="a PNG frame grid of every task (start and the expert's last step)")
     grid.add_argument("--out", required=True, help="PNG to write, e.g. docs/tasks.png")

@@ -35,9 +35,9 @@ class OpenDrawer(ArmTask):
     randomize_parts = replace(
         ARM_SCENE_PARTS, object_geoms=(*CABINET_GEOMS, "drawer_front", "handle"), mass_bodies=("drawer",)
     )
-    obs_dim = 28  # arm (17) + cabinet (3) + handle (3) + hook point - tcp (3) + drawer opening and its speed (2)
+    obs_dim = 28  # arm (17) + cabinet (3) + hook point (3) + hook point - tcp (3) + drawer opening and its speed (2)
     task_obs_names = (
-        *("cabinet_x", "cabinet_y", "cabinet_z", "handle_x", "handle_y", "handle_z"),
+        *("cabinet_x", "cabinet_y", "cabinet_z", "hook_x", "hook_y", "hook_z"),
         *("hook_minus_tcp_x", "hook_minus_tcp_y", "hook_minus_tcp_z", "drawer_opening", "drawer_speed"),
     )
 
@@ -108,7 +108,8 @@ class OpenDrawer(ArmTask):
 
     def observe(self) -> np.ndarray:
         drawer = np.stack([self.opening, self.physics.qvel[:, self.drawer_qvel]], axis=1)
-        parts = [*self.arm_obs(), self.cabinet, self.handle, self.hook_point() - self.tcp, drawer]
+        hook = self.hook_point()
+        parts = [*self.arm_obs(), self.cabinet, hook, hook - self.tcp, drawer]
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def update(self) -> None:

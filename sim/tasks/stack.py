@@ -38,7 +38,7 @@ class Stack(GraspTask):
         *("cube_x", "cube_y", "cube_z", "cube_qw", "cube_qx", "cube_qy", "cube_qz"),
         *("base_x", "base_y", "base_z", "base_qw", "base_qx", "base_qy", "base_qz"),
         *("cube_minus_tcp_x", "cube_minus_tcp_y", "cube_minus_tcp_z"),
-        *("target_minus_cube_x", "target_minus_cube_y", "target_minus_cube_z"),
+        *("cube_to_target_x", "cube_to_target_y", "cube_to_target_z"),
         *("grasped", "remaining_path", "cube_height"),
     )
 
