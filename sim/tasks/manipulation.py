@@ -279,10 +279,15 @@ class GraspTask(ArmTask):
         held = (fingers.min(axis=1) > HOLD_LOW) & (fingers.max(axis=1) < HOLD_HIGH)
         return held & (row_norm(self.cube - self.tcp) < 0.025)
 
+    def update(self) -> None:
+        """What reward and evaluation share: ``_grasped`` and the cube's remaining path ``_path``."""
+        self._grasped = self.grasped()
+        self._path = self.remaining_path(self.cube, self.place_target())
+
     def grasp_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(approach in [0, 1], engaged bool, transport in [0, 1]) for progress and reward."""
-        transport = np.clip(1.0 - self.remaining_path(self.cube, self.place_target()) / self.path_start, 0.0, 1.0)
-        engaged = self.grasped() | (transport > 0.05)
+        """(approach in [0, 1], engaged bool, transport in [0, 1]) of the state :meth:`update` saw."""
+        transport = np.clip(1.0 - self._path / self.path_start, 0.0, 1.0)
+        engaged = self._grasped | (transport > 0.05)
         approach = np.where(engaged, 1.0, np.maximum(1.0 - row_norm(self.cube - self.tcp) / self.reach_start, 0.0))
         return approach, engaged, transport
 

@@ -108,8 +108,7 @@ class PickPlace(GraspTask):
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def update(self) -> None:
-        self._grasped = self.grasped()
-        self._path = self.remaining_path(self.cube, self.goal)
+        super().update()
         self._goal_dist = row_norm(self.cube - self.goal)
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:

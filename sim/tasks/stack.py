@@ -107,10 +107,9 @@ class Stack(GraspTask):
         return np.concatenate(parts, axis=1).astype(np.float32)
 
     def update(self) -> None:
+        super().update()
         cfg = self.config
         cube, target = self.cube, self.place_target()
-        self._grasped = self.grasped()
-        self._path = self.remaining_path(cube, target)
         self._stacked = (row_norm(cube[:, :2] - target[:, :2]) < cfg["align_radius"]) & (
             np.abs(cube[:, 2] - target[:, 2]) < cfg["height_tolerance"]
         )
