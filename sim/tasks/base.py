@@ -46,6 +46,8 @@ class Task(ABC):
     instruction: ClassVar[str]
     # Set by tasks whose observation or expert needs sites and Jacobians after every step.
     needs_kinematics: ClassVar[bool] = False
+    # gymnasium's own env of the same model and frame skip, if any: the bench's peer (else our single env)
+    gymnasium_peer: ClassVar[str | None] = None
     # What domain randomisation may touch in this task's scene; ranges in default_config()["randomize"].
     randomize_parts: ClassVar[SceneParts] = SceneParts()
 

@@ -51,6 +51,7 @@ CAPTIONS = {
 
 class Humanoid(Task):
     name = "humanoid"
+    gymnasium_peer = "Humanoid-v5"
     cameras = ("track", "front")
     instruction = INSTRUCTIONS["run"]  # the default goal's; an instance carries its goal's
     stage_names = ("start", "partway", "achieved")
