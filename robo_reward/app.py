@@ -109,7 +109,10 @@ def _compose(config_name: str, overrides: list[str]):
 
 
 def _is_group(key: str) -> bool:
-    return (CONF_DIR / key).is_dir() or key.startswith("hydra/")
+    """A config group: a folder of ``conf/``, a group of Hydra's config store (``task``) or Hydra's own."""
+    from hydra.core.config_store import ConfigStore
+
+    return (CONF_DIR / key).is_dir() or key.startswith("hydra/") or key in ConfigStore.instance().repo
 
 
 def _check_variant(config_name: str, overrides: list[str]) -> None:

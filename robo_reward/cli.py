@@ -108,7 +108,7 @@ def _print(result: dict, as_json: bool) -> None:
 
 def _info(args: argparse.Namespace) -> None:
     if args.what == "tasks":
-        _info_tasks()
+        _info_tasks(0 if args.no_measure else args.episodes, args.json, args.markdown)
         return
     from robo_reward.data import DemoReader, validate
 
@@ -118,14 +118,42 @@ def _info(args: argparse.Namespace) -> None:
     _print(summary, args.json)
 
 
-def _info_tasks() -> None:
-    import sim
+def _info_tasks(episodes: int, as_json: bool, markdown: bool = False) -> None:
+    """Every registered task; the expert's success is measured now, over ``episodes`` episodes (0: not measured)."""
+    from sim.catalog import task_rows
 
-    for name, cls in sim.TASKS.items():
+    rows = task_rows(episodes)
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for row in rows:
+        if row["expert_success"] is not None:
+            row["expert"] = f"{row['expert_success']:.1%} of {row['expert_episodes']}"
+        else:
+            row["expert"] = "not measured" if row["has_expert"] else "no expert"
+    if markdown:
+        print("| task | Gymnasium id | obs | act | cameras | stages | episode | expert success |")
+        print("|---|---|---|---|---|---|---|---|")
+        for row in rows:
+            cells = [f"`{row['task']}`", f"`{row['gym_id']}`", str(row["obs_dim"]), str(row["act_dim"]),
+                     ", ".join(row["cameras"]), " → ".join(row["stages"]), f"{row['max_episode_steps']} steps",
+                     row["expert"]]  # fmt: skip
+            print("| " + " | ".join(cells) + " |")
+        return
+    for row in rows:
+        expert = row["expert"]
         print(
-            f"{name:<10} obs={cls.obs_dim:<3} act={cls.act_dim:<2} cameras={','.join(cls.cameras):<18} "
-            f"stages={','.join(cls.stage_names)}  gym={cls.gym_id}"
+            f"{row['task']:<12} {row['gym_id']:<28} obs={row['obs_dim']:<3} act={row['act_dim']:<2} "
+            f"cameras={','.join(row['cameras']):<18} expert={expert:<14} stages={' > '.join(row['stages'])}"
         )
+
+
+def _render_tasks(args: argparse.Namespace) -> None:
+    from sim.catalog import write_frame_grid
+
+    tasks = [name for name in args.tasks.split(",") if name] if args.tasks else None
+    result = write_frame_grid(args.out, tasks, args.size, args.seed)
+    print(f"wrote {result['out']} ({result['width']}x{result['height']} px, {len(result['tasks'])} tasks)")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -171,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="summarise a demo file, or the task registry (`info tasks`)")
     info.add_argument("what", help="a demo file, or `tasks`")
     info.add_argument("--json", action="store_true")
+    info.add_argument("--episodes", type=_positive, default=32,
+                      help="tasks: expert episodes run now to measure each expert's success (default 32)")
+    info.add_argument("--no-measure", action="store_true", help="tasks: list without running the experts")
+    info.add_argument("--markdown", action="store_true", help="tasks: a Markdown table (the README's)")
+
+    grid = sub.add_parser("render-tasks", help="a PNG frame grid of every task (start and the expert's last step)")
+    grid.add_argument("--out", required=True, help="PNG to write, e.g. docs/tasks.png")
+    grid.add_argument("--tasks", default=None, help="comma-separated task ids (default: every registered task)")
+    grid.add_argument("--size", type=_positive, default=128, help="tile side in pixels")
+    grid.add_argument("--seed", type=int, default=0)
 
     rec = sub.add_parser("record", help="record demonstrations in simulation with the scripted experts")
     rec.add_argument("--task", default="push_cube")
@@ -252,6 +290,7 @@ KEPT = {
     "export": "no artifact was published",
     "rollout": "nothing was written",
     "view": "no video was written",
+    "render-tasks": "no image was written",
     "deploy": "the arm was left holding its position",
 }
 
@@ -299,6 +338,8 @@ def _run(args: argparse.Namespace) -> None:
         _print(_bench(args), args.json)
     elif args.command == "info":
         _info(args)
+    elif args.command == "render-tasks":
+        _render_tasks(args)
     elif args.command == "record":
         _record(args)
     elif args.command == "import":

@@ -189,12 +189,13 @@ def bench_sim_backend(
 class GymnasiumPeer:
     """A gymnasium ``SyncVectorEnv`` of ``num_envs`` single envs, the way most code batches MuJoCo.
 
-    For ``ant`` the peer is gymnasium's own Ant-v5 (same MJCF and frame skip); for the other tasks it
-    is our own gymnasium single env, one per copy.
+    A task naming ``gymnasium_peer`` (ant: Ant-v5, humanoid: Humanoid-v5, same MJCF and frame skip) is
+    compared with that env; the other tasks with our own gymnasium single env, one per copy.
     """
 
     def __init__(self, task: str, num_envs: int, steps: int, seed: int = 0) -> None:
-        env_id = "Ant-v5" if task == "ant" else sim.TASKS[task].gym_id
+        cls = sim.TASKS[task]
+        env_id = cls.gymnasium_peer or cls.gym_id
         self.vec = gymnasium.vector.SyncVectorEnv([lambda: gymnasium.make(env_id) for _ in range(num_envs)])
         self.vec.reset(seed=seed)
         self.vec.action_space.seed(seed)

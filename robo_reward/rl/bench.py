@@ -59,6 +59,8 @@ def prepare_reward_model(task: str, out: Path, seed: int, num_demos: int = 64, s
 
 
 def run_config(overrides: list[str]):
+    import robo_reward.config  # noqa: F401  (registers the task/<name> configs)
+
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         return compose(config_name="train", overrides=overrides)
 

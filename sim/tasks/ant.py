@@ -24,7 +24,7 @@ ANT_XML = Path(gymnasium.__file__).parent / "envs" / "mujoco" / "assets" / "ant.
 
 class Ant(Task):
     name = "ant"
-    gym_id = "robo_reward/Ant-v0"
+    gymnasium_peer = "Ant-v5"
     cameras = ("track",)
     instruction = "walk forward"
     stage_names = ("quarter_1", "quarter_2", "quarter_3", "quarter_4", "reached")

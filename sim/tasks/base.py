@@ -30,7 +30,10 @@ class Evaluation:
 
 
 class Task(ABC):
-    """Base class of the tasks in ``sim/tasks/``; one subclass per file."""
+    """Base class of the tasks in ``sim/tasks/``; one subclass per file (see :mod:`sim.tasks`).
+
+    ``gym_id`` defaults to ``robo_reward/<CamelCaseName>-v0``.
+    """
 
     name: ClassVar[str]
     gym_id: ClassVar[str]
@@ -43,8 +46,20 @@ class Task(ABC):
     instruction: ClassVar[str]
     # Set by tasks whose observation or expert needs sites and Jacobians after every step.
     needs_kinematics: ClassVar[bool] = False
+    # gymnasium's own env of the same model and frame skip, if any: the bench's peer (else our single env)
+    gymnasium_peer: ClassVar[str | None] = None
     # What domain randomisation may touch in this task's scene; ranges in default_config()["randomize"].
     randomize_parts: ClassVar[SceneParts] = SceneParts()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__ and "gym_id" not in cls.__dict__:
+            cls.gym_id = default_gym_id(cls.name)
+
+    @classmethod
+    def has_expert(cls) -> bool:
+        """Whether the task has a batched scripted expert (overrides :meth:`expert`)."""
+        return cls.expert is not Task.expert
 
     def __init__(self, num_envs: int, config: dict[str, Any] | None = None) -> None:
         self.num_envs = num_envs
@@ -112,6 +127,11 @@ class Task(ABC):
         works before the task is bound to physics.
         """
         raise NotImplementedError(f"task {self.name!r} does not describe its policy interface")
+
+
+def default_gym_id(name: str) -> str:
+    """``push_cube`` → ``robo_reward/PushCube-v0``."""
+    return "robo_reward/" + "".join(part.capitalize() for part in name.split("_")) + "-v0"
 
 
 def merge_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
-from sim.tabletop import ARM_SCENE_PARTS, ArmTask
-from sim.tabletop import row_norm as _row_norm
 from sim.tasks.base import Evaluation
+from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask
+from sim.tasks.manipulation import row_norm as _row_norm
 
 CUBE_HALF = 0.025
 PAD_HALF = 0.012  # finger pad half-thickness along the push direction
@@ -19,7 +19,6 @@ STAGES = ("approach", "contact", "push", "at_goal")
 
 class PushCube(ArmTask):
     name = "push_cube"
-    gym_id = "robo_reward/PushCube-v0"
     scene = "push_cube"
     instruction = "push the red cube onto the green goal"
     stage_names = STAGES

@@ -8,13 +8,12 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
-from sim.tabletop import ARM_SCENE_PARTS, ArmTask, row_norm
 from sim.tasks.base import Evaluation
+from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask, row_norm
 
 
 class Reach(ArmTask):
     name = "reach"
-    gym_id = "robo_reward/Reach-v0"
     scene = "reach"
     instruction = "move the gripper to the green ball"
     stage_names = ("approach", "at_target")

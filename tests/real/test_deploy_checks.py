@@ -58,7 +58,7 @@ def test_observation_matches_the_simulated_arm(mlp_artifact):
     obs, tcp = builder(ArmState(ROBOT.joints.names, q, np.arange(8.0), 0.0))
     assert obs.dtype == np.float32 and obs.shape == (23,)
     assert np.allclose(obs[:6], q[:6]) and np.allclose(obs[6:12], np.arange(6.0)) and np.allclose(obs[12:14], 0.04)
-    assert np.allclose(tcp, [0.45, 0.0, 0.15], atol=2e-3)  # the home pose's tool centre point (sim/tabletop.py)
+    assert np.allclose(tcp, [0.45, 0.0, 0.15], atol=2e-3)  # the home pose's tool centre point (sim/robots/arm6.py)
     assert np.allclose(obs[17:20], goal) and np.allclose(obs[20:23], goal - tcp, atol=1e-6)
 
 

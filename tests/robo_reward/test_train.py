@@ -98,7 +98,7 @@ def test_steps_to_rate_needs_a_full_batch_of_episodes():
     assert steps_to(rows, 0.9, "env_steps", min_episodes=100) is None
 
 
-@pytest.mark.parametrize("task", ["reach", "push_cube", "ant"])
+@pytest.mark.parametrize("task", sorted(sim.TASKS))
 def test_config_composes_and_task_overrides_reach_sim(task):
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("train", overrides=[f"task={task}", "num_envs=2", "task.max_episode_steps=7"])

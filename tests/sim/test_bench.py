@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import sim
 from sim.bench import bench_render, bench_sim
 
 
@@ -58,4 +59,4 @@ def test_cli_unknown_task_exits_2_with_one_line():
     cmd = [sys.executable, "-m", "robo_reward.cli", "bench", "sim", "--task", "fly", "--json"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
-    assert "unknown task 'fly'; known tasks: ant, push_cube, reach" in proc.stderr
+    assert f"unknown task 'fly'; known tasks: {', '.join(sorted(sim.TASKS))}" in proc.stderr

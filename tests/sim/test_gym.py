@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-import sim  # noqa: F401  (registers robo_reward/*-v0)
+import sim  # registers robo_reward/*-v0
 
 
-@pytest.mark.parametrize("env_id", ["robo_reward/Reach-v0", "robo_reward/PushCube-v0", "robo_reward/Ant-v0"])
+@pytest.mark.parametrize("env_id", [cls.gym_id for cls in sim.TASKS.values()])
 def test_single_env_passes_gymnasium_checker(env_id):
     env = gymnasium.make(env_id)
     check_env(env.unwrapped, skip_render_check=False)

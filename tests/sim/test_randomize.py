@@ -8,7 +8,7 @@ import pytest
 
 import sim
 from sim.randomize import default_config
-from sim.tabletop import load_scene
+from sim.tasks.manipulation import load_scene
 
 ON = {"randomize": {"enabled": True}}
 
@@ -185,7 +185,7 @@ def test_off_by_default_renders_and_steps_as_the_plain_scene():
     assert np.array_equal(runs[0][0], runs[1][0]) and np.array_equal(runs[0][1], runs[1][1])
 
 
-@pytest.mark.parametrize("task", ["reach", "ant"])
+@pytest.mark.parametrize("task", sorted(sim.TASKS))
 def test_every_task_randomises(task):
     a, drawn = frames_of(task, seed=0, config=ON, num_envs=1, size=32)
     b, _ = frames_of(task, seed=0, num_envs=1, size=32)
