@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
+import sim
 from robo_reward.data import DemoWriter, Episode
 from robo_reward.data.record import RecordConfig, record
 
@@ -67,7 +68,7 @@ def bad_inputs(demo: Path, empty: Path, not_h5: Path) -> list[tuple[str, list[st
         (train, ["task_reward=spars"], "task_reward=spars"),
         (train, ["num_envs=0"], "num_envs=0"),
         (train, ["episodez=3"], "episodez: unknown key"),
-        (train, ["task=pick"], "available: ant, push_cube, reach"),
+        (train, ["task=pick"], "available: " + ", ".join(sorted(sim.TASKS))),
         (train, ["task.reward.plce=2"], "did you mean task.reward.place"),
         (train, ["reward=prm", "shaping=pbrs"], "needs a trained reward model"),
         (train, ["reward=prm", "shaping=pbrs", "reward.model=nope"], "reward.model=nope: no such folder"),
