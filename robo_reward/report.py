@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from robo_reward.runs import flatten
+
 SUMMARY = "train_summary.json"  # robo_reward.train.SUMMARY (not imported: that module pulls in rsl-rl and sim)
 # config keys that tell runs of one sweep apart without making them different experiments
 NOT_EXPERIMENT = {"seed", "iterations", "resume", "max_wall_s", "progress_bar", "eval_video", "keep_checkpoints",
@@ -50,18 +52,10 @@ def load_run(folder: Path) -> dict[str, Any]:
     return summary
 
 
-def _flat(config: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(config, dict):
-        out: dict[str, Any] = {}
-        for key, value in config.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: json.dumps(config, sort_keys=True)}
-
-
 def group_runs(summaries: list[dict]) -> dict[str, list[dict]]:
     """Runs keyed by the config entries that differ between them, the seed and run-length keys left out."""
-    flats = [{k: v for k, v in _flat(s["config"]).items() if k.split(".")[0] not in NOT_EXPERIMENT} for s in summaries]
+    flats = [{k: json.dumps(v, sort_keys=True) for k, v in flatten(s["config"]).items()
+              if k.split(".")[0] not in NOT_EXPERIMENT} for s in summaries]  # fmt: skip
     keys = sorted({k for flat in flats for k in flat})
     differing, partitions = [], set()
     for key in keys:  # one key per way of splitting the runs (reward=prm also sets reward.name=prm: name it once)

@@ -90,7 +90,7 @@ def difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
         a, b = old.get("inputs", {}).get(name), new.get("inputs", {}).get(name)
         if a != b:
             return f"{name} differs (content {a} → {b})"
-    flat_old, flat_new = _flatten(old.get("config", {})), _flatten(new.get("config", {}))
+    flat_old, flat_new = flatten(old.get("config", {})), flatten(new.get("config", {}))
     for key in sorted(set(flat_old) | set(flat_new)):
         if flat_old.get(key) != flat_new.get(key):
             return f"{key}: {flat_old.get(key)!r} → {flat_new.get(key)!r}"
@@ -107,10 +107,11 @@ def check_same_run(folder: str | Path, ident: dict[str, Any], remedy: str) -> No
         raise RunMismatchError(f"{folder} holds another run ({change}); {remedy}")
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as ``{"a.b.c": leaf}``."""
     if isinstance(node, dict):
         flat: dict[str, Any] = {}
         for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix.rstrip("."): node}

@@ -145,3 +145,31 @@ def merge_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> dict[st
         else:
             merged[key] = value
     return merged
+
+
+def torque_policy_interface(model: mujoco.MjModel, scale: np.ndarray) -> dict[str, Any]:
+    """:meth:`Task.policy_interface` of a floating-base body driven by torque motors (ant, humanoid).
+
+    Observation: the free joint's qpos[2:7], the hinges' positions, the free joint's qvel (linear in the world
+    frame, angular in the torso frame), the hinges' velocities. ``action[i]`` times ``scale[i]`` N·m is
+    motor ``i``'s torque; ``joints`` lists the driven joints in actuator order (the observation follows the
+    model's joint order instead, as its names say)."""
+    hinges = [model.joint(j).name for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
+    torso_pos = ["torso_z", "torso_qw", "torso_qx", "torso_qy", "torso_qz"]
+    torso_vel = ["torso_vx", "torso_vy", "torso_vz", "torso_wx", "torso_wy", "torso_wz"]
+    driven = [int(model.actuator_trnid[a, 0]) for a in range(model.nu)]
+    return {
+        "observation_names": [*torso_pos, *(f"{h}_pos" for h in hinges), *torso_vel, *(f"{h}_vel" for h in hinges)],
+        "action": {
+            "mode": "joint_torque",
+            "names": [f"{model.joint(j).name}_torque" for j in driven],
+            "scale": np.asarray(scale, dtype=float).tolist(),
+            "semantics": "action[i] in [-1, 1] is motor i's control: torque = scale[i] N·m × action[i] on the "
+            "joint joints.names[i], held for one control step",
+        },
+        "joints": {
+            "names": [model.joint(j).name for j in driven],
+            "lower": [float(model.jnt_range[j, 0]) for j in driven],
+            "upper": [float(model.jnt_range[j, 1]) for j in driven],
+        },
+    }

@@ -20,7 +20,7 @@ import numpy as np
 
 from sim import randomize
 from sim.randomize import SceneParts
-from sim.tasks.base import Evaluation, Task
+from sim.tasks.base import Evaluation, Task, torque_policy_interface
 
 XML = Path(__file__).resolve().parents[2] / "assets" / "humanoid.xml"
 GOALS = ("run", "kneel", "arms_raised")
@@ -164,26 +164,7 @@ class Humanoid(Task):
     def policy_interface(self) -> dict[str, Any]:
         """Observation names from the model's joints; actions are the 17 motors' controls, in actuator order."""
         model = self.physics.model if self.physics is not None else self.build_model()
-        hinges = [model.joint(j).name for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE]
-        torso_pos = ["torso_z", "torso_qw", "torso_qx", "torso_qy", "torso_qz"]
-        torso_vel = ["torso_vx", "torso_vy", "torso_vz", "torso_wx", "torso_wy", "torso_wz"]
-        driven = [int(model.actuator_trnid[a, 0]) for a in range(model.nu)]
-        gear = model.actuator_gear[:, 0] * CTRL_RANGE
-        return {
-            "observation_names": [*torso_pos, *(f"{h}_pos" for h in hinges), *torso_vel, *(f"{h}_vel" for h in hinges)],
-            "action": {
-                "mode": "joint_torque",
-                "names": [f"{model.joint(j).name}_torque" for j in driven],
-                "scale": gear.tolist(),
-                "semantics": "action[i] in [-1, 1] is motor i's control: torque = scale[i] N·m × action[i] on the "
-                "joint joints.names[i], held for one control step",
-            },
-            "joints": {
-                "names": [model.joint(j).name for j in driven],
-                "lower": [float(model.jnt_range[j, 0]) for j in driven],
-                "upper": [float(model.jnt_range[j, 1]) for j in driven],
-            },
-        }
+        return torque_policy_interface(model, model.actuator_gear[:, 0] * CTRL_RANGE)
 
     # -- reward and evaluation ----------------------------------------------------------------
     def update(self) -> None:
