@@ -207,10 +207,13 @@ def _select(node, path: str):
     return OmegaConf.select(node, path, throw_on_missing=False)
 
 
-def hydra_app(prog: str, config_name: str, job: Callable[[Any], None]) -> Callable[..., None]:
+def hydra_app(prog: str, config_name: str, job: Callable[[Any], None],
+              torchrun_needs: tuple[str, ...] = ()) -> Callable[..., None]:  # fmt: skip
     """The entry point of a Hydra app: overrides checked up front, then Hydra runs ``job(cfg)``.
 
-    ``main(argv)`` takes the app's arguments (default: the command line's), Hydra's flags included."""
+    ``main(argv)`` takes the app's arguments (default: the command line's), Hydra's flags included. Under
+    torchrun (``WORLD_SIZE`` > 1) one of the overrides ``torchrun_needs`` names must be given — the folder all
+    ranks share — and is asked for before Hydra makes any folder (each rank's default is its own start time)."""
     import hydra
     from hydra._internal.utils import get_args_parser
 
@@ -222,8 +225,14 @@ def hydra_app(prog: str, config_name: str, job: Callable[[Any], None]) -> Callab
         if not (args.help or args.hydra_help or args.shell_completion or args.info):
             with guarded(prog):
                 check_overrides(config_name, list(args.overrides))
+                given = {o.split("=", 1)[0].lstrip("+~") for o in args.overrides}
+                if torchrun_needs and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not given & set(torchrun_needs):
+                    raise UsageError(f"under torchrun give {torchrun_needs[0]}=DIR: every rank must use the same "
+                                     "folder (the default one is named after each rank's start time)")  # fmt: skip
         if int(os.environ.get("RANK", "0")) > 0:  # torchrun's other ranks: rank 0 keeps Hydra's record and log
             argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+            if not any(o.lstrip("+").startswith("hydra.run.dir=") for o in args.overrides):
+                argv.append("hydra.run.dir=.")  # no folder of their own (named after their start time) to clean up
         saved = sys.argv
         sys.argv = [prog, *argv]  # Hydra reads its arguments from here
         try:
@@ -239,11 +248,13 @@ def discard_empty_run(run_dir: str | Path, also: frozenset[str] | set[str] = fro
     """Remove a run folder that holds nothing but Hydra's own record (and the names in ``also``) — a
     refused run writes nothing — and the folders above it that this left empty, up to the working directory."""
     run_dir = Path(run_dir).resolve()
+    cwd = Path.cwd().resolve()
+    if run_dir == cwd or run_dir in cwd.parents:  # e.g. hydra.run.dir=. : never the working directory itself
+        return
     hydra_record = {".hydra", f"{Path(sys.argv[0]).stem}.log", "train.log", "train_reward.log", "pipeline.log"}
     if not run_dir.is_dir() or not {p.name for p in run_dir.iterdir()} <= hydra_record | set(also):
         return
     shutil.rmtree(run_dir)
-    cwd = Path.cwd().resolve()
     for parent in run_dir.parents:
         if parent == cwd or cwd not in parent.parents or any(parent.iterdir()):
             break

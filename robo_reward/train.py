@@ -446,12 +446,6 @@ def job(cfg: DictConfig) -> None:
 
     ranks = distributed.launched()  # rsl-rl-lib joins the process group itself (multi_gpu)
     with guarded("robo-train", kept, on_error=lambda: discard_empty_run(hydra_dir)):
-        if ranks.distributed and not cfg.resume:
-            overrides = HydraConfig.get().overrides
-            given = {o.split("=", 1)[0].lstrip("+") for o in [*overrides.task, *overrides.hydra]}
-            if "hydra.run.dir" not in given:
-                raise TrainConfigError("under torchrun give hydra.run.dir=DIR: every rank must use the same run "
-                                       "folder (the default one is named after each rank's start time)")  # fmt: skip
         summary = train(cfg, run_dir, ranks)
     discard_empty_run(hydra_dir)
     if not ranks.is_main:
@@ -463,7 +457,7 @@ def job(cfg: DictConfig) -> None:
     )
 
 
-main = hydra_app("robo-train", "train", job)
+main = hydra_app("robo-train", "train", job, torchrun_needs=("hydra.run.dir", "resume"))
 
 
 if __name__ == "__main__":

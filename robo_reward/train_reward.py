@@ -80,10 +80,6 @@ def check_launch(cfg: DictConfig, ranks: Ranks) -> None:
     if cfg.reward.name != "prm":
         raise UsageError(f"reward={cfg.reward.name}: distributed training is implemented for reward=prm; "
                          "run this one as a single process")  # fmt: skip
-    given = {o.split("=", 1)[0].lstrip("+") for o in HydraConfig.get().overrides.task}
-    if "out" not in given:
-        raise UsageError("under torchrun give out=DIR: every rank must use the same folder (the default one is "
-                         "named after each rank's start time)")  # fmt: skip
     per_rank(PRMTrainConfig(**OmegaConf.to_container(cfg.reward.train, resolve=True)), ranks)
 
 
@@ -169,7 +165,7 @@ def job(cfg: DictConfig) -> None:
     print(json.dumps({key: summary[key] for key in summary if key != "final_losses"}))
 
 
-main = hydra_app("robo-train-reward", "train_reward", job)
+main = hydra_app("robo-train-reward", "train_reward", job, torchrun_needs=("out",))
 
 
 if __name__ == "__main__":

@@ -35,9 +35,9 @@ def demos(tmp_path_factory) -> Path:
     return path
 
 
-def torchrun(args: list[str], cwd: Path, **popen) -> subprocess.Popen:
-    return subprocess.Popen([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m",
-                             "robo_reward.train_reward", *args], cwd=cwd, text=True, **popen)  # fmt: skip
+def torchrun(args: list[str], cwd: Path, module: str = "robo_reward.train_reward", **popen) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "torchrun"), "--standalone", "--nproc_per_node=2", "-m", module, *args],
+                            cwd=cwd, text=True, **popen)  # fmt: skip
 
 
 def data_loss(model_dir: Path, demos: Path) -> float:
@@ -132,13 +132,20 @@ def test_a_killed_rank_stops_the_job_cleanly_and_the_rerun_resumes(demos, tmp_pa
     assert single.returncode == 2 and "resume with the same number of ranks" in single.stderr, single.stderr
 
 
-def test_torchrun_without_out_is_refused_in_one_line_by_every_rank(demos, tmp_path):
-    job = torchrun([f"data={demos}", *TINY[:-1]], tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+@pytest.mark.parametrize(("prog", "module", "args", "needs"), [
+    ("robo-train-reward", "robo_reward.train_reward", TINY[:-1], "out=DIR"),
+    ("robo-train", "robo_reward.train", ["task=reach", "num_envs=8", "iterations=1"], "hydra.run.dir=DIR"),
+])  # fmt: skip
+def test_torchrun_without_a_shared_folder_is_refused_in_one_line_by_every_rank(demos, tmp_path, prog, module, args,
+                                                                               needs):  # fmt: skip
+    if prog == "robo-train-reward":
+        args = [f"data={demos}", *args]
+    job = torchrun(args, tmp_path, module, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, err = job.communicate(timeout=300)
     assert job.returncode != 0
-    lines = [line for line in err.splitlines() if line.startswith("robo-train-reward:")]
-    assert len(lines) == 2 and all("under torchrun give out=DIR" in line for line in lines), err[-2000:]
-    assert not (tmp_path / "runs").exists()  # nothing written
+    lines = [line for line in err.splitlines() if line.startswith(f"{prog}:")]
+    assert len(lines) == 2 and all(f"under torchrun give {needs}" in line for line in lines), err[-2000:]
+    assert not any(tmp_path.iterdir())  # refused before Hydra made any rank's folder
 
 
 def test_robo_train_hands_each_rank_its_gpu_and_seed_and_refuses_cpu_ranks(tmp_path):
