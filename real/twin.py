@@ -138,11 +138,17 @@ class Signals:
     """SIGINT/SIGTERM (stop) and SIGUSR1/SIGUSR2 (pause/resume the state publisher) as plain flags: a
     handler that took a lock (``Event.set``) could deadlock with the main thread it interrupted."""
 
+    NUMBERS = (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
     def __init__(self) -> None:
         self.stop = self.paused = False
         self.pauses: list[tuple[str, float]] = []
-        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2):
-            signal.signal(number, self._handle)
+        self._previous = {number: signal.signal(number, self._handle) for number in self.NUMBERS}
+
+    def restore(self) -> None:
+        """Give the process its handlers back (``serve`` may run inside a larger program, or a test)."""
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
 
     def _handle(self, number: int, frame: object) -> None:
         if number in (signal.SIGINT, signal.SIGTERM):
@@ -162,7 +168,11 @@ def serve(
     the main thread (it installs the signal handlers); ``ready()`` once the node publishes and subscribes."""
     arm = TwinArm(config)
     signals = Signals()
-    link = open_link(config, "robo_reward_twin")
+    try:
+        link = open_link(config, "robo_reward_twin")
+    except BaseException:
+        signals.restore()
+        raise
     try:
         publish_state = link.state_publisher(config.topic(config.joint_states_topic), config.state_qos)
 
@@ -198,6 +208,7 @@ def serve(
         cameras.close()
     finally:
         link.close()
+        signals.restore()
     result = {**arm.audit.report(), "pauses": signals.pauses}
     if report is not None:
         report.write_text(json.dumps(result))

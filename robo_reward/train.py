@@ -28,6 +28,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 from rsl_rl.runners import OnPolicyRunner
+from rsl_rl.utils.log_writer import LogWriter
 
 import sim
 from robo_reward import distributed, runs
@@ -204,6 +205,7 @@ def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[st
     vec_env = RslRlVecEnv(learner_env)
     train_cfg = OmegaConf.to_container(cfg.algo, resolve=True)
     config = OmegaConf.to_container(cfg, resolve=True)
+    runner = None
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # rsl-rl prints its config; the progress bar says enough
             runner = Runner(vec_env, train_cfg, log_dir=str(run_dir), device=cfg.device)
@@ -219,6 +221,8 @@ def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[st
             if cfg.eval_video.steps > 0:
                 video = film_policy(cfg, runner, run_dir / VIDEO, potential)
     finally:
+        if runner is not None:
+            runner.close_writer()
         vec_env.close()
     summary = summarise(cfg, config, state, watch, video)
     summary["potential_fit"] = getattr(potential, "fit_report", None)  # the distilled Φ against held-out demo labels
@@ -230,10 +234,29 @@ def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[st
 
 class Runner(OnPolicyRunner):
     """rsl-rl's runner minus its own checkpoints (written inside ``learn``, not atomically, numbered one
-    short): the trainer writes them itself after every chunk, together with the state that resumes them."""
+    short): the trainer writes them itself after every chunk, together with the state that resumes them.
+
+    And one TensorBoard writer for the whole run: rsl-rl's ``learn`` opens a new event file (and runs git
+    for its record of the code) at every call, which is every chunk here — ~140 event files and as many
+    writer threads in a 20-minute run."""
 
     def save(self, path: str, infos: dict | None = None) -> None:
         return None
+
+    def learn(self, num_learning_iterations: int, init_at_random_ep_len: bool = False) -> None:
+        logger = self.logger
+        if logger.writer is None or isinstance(logger.writer, LogWriter):  # first chunk, or a writer rsl-rl stops
+            return super().learn(num_learning_iterations, init_at_random_ep_len)
+        logger.init_logging_writer = lambda: None  # later chunks: keep writing into it
+        try:
+            return super().learn(num_learning_iterations, init_at_random_ep_len)
+        finally:
+            del logger.init_logging_writer
+
+    def close_writer(self) -> None:
+        writer, self.logger.writer = self.logger.writer, None
+        if writer is not None and hasattr(writer, "close"):
+            writer.close()
 
 
 def resume_into(runner: OnPolicyRunner, vec_env: RslRlVecEnv, run_dir: Path) -> TrainState:

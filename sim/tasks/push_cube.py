@@ -99,12 +99,17 @@ class PushCube(ArmTask):
         low, high = np.array(cfg["goal_low"]), np.array(cfg["goal_high"])
         goal = np.empty_like(cube_xy)
         todo = np.arange(len(cube_xy))
-        while len(todo):
+        for _ in range(1000):
             angle = rng.uniform(*cfg["goal_angle"], size=len(todo))
             dist = rng.uniform(*cfg["goal_distance"], size=len(todo))
             goal[todo] = cube_xy[todo] + dist[:, None] * np.stack([np.cos(angle), np.sin(angle)], axis=1)
             todo = todo[~((goal[todo] >= low) & (goal[todo] <= high)).all(axis=1)]
-        return goal
+            if not len(todo):
+                return goal
+        cube = np.round(cube_xy[todo[0]], 3).tolist()
+        raise ValueError(f"push_cube: no goal at goal_distance {cfg['goal_distance']} and goal_angle "
+                         f"{cfg['goal_angle']} from a cube at {cube} lies in goal_low/goal_high "
+                         f"{cfg['goal_low']}..{cfg['goal_high']}; widen the goal box or the angles")  # fmt: skip
 
     def after_reset(self, ids: np.ndarray) -> None:
         pre = self._pre_push_point()

@@ -116,7 +116,8 @@ def test_reward_weight_ablation_is_one_override():
 
 
 def test_robo_train_writes_checkpoint_and_summary(tmp_path):
-    summary = run_train(tmp_path, "task=reach", "iterations=3", "num_envs=16", "eval_video.steps=5", timeout=300)
+    summary = run_train(tmp_path, "task=reach", "iterations=3", "chunk_iterations=1", "num_envs=16",
+                        "eval_video.steps=5", timeout=300)  # fmt: skip
     assert summary["task"] == "reach" and summary["iterations"] == 3
     assert summary["env_steps"] == 3 * STEPS_PER_ENV * 16
     assert len(summary["history"]) == 3 and summary["wall_time_s"] > 0
@@ -128,7 +129,12 @@ def test_robo_train_writes_checkpoint_and_summary(tmp_path):
     checkpoint = torch.load(tmp_path / "model_final.pt", weights_only=True)
     assert {"actor_state_dict", "critic_state_dict", "optimizer_state_dict", "iter"} <= set(checkpoint)
     assert checkpoint["infos"]["config"]["task"]["name"] == "reach"
-    assert list(tmp_path.glob("events.out.tfevents.*")), "no TensorBoard log"
+    events = list(tmp_path.glob("events.out.tfevents.*"))
+    assert len(events) == 1, events  # one writer over the three chunks (rsl-rl alone opens one per learn call)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    scalars = EventAccumulator(str(events[0])).Reload()
+    assert [event.step for event in scalars.Scalars("Loss/learning_rate")] == [0, 1, 2], scalars.Tags()["scalars"]
 
 
 @pytest.mark.slow

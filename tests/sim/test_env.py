@@ -145,3 +145,14 @@ def test_reset_envs_restarts_only_those_and_leaves_returned_observations_alone()
         assert torch.equal(obs, kept)  # what step returned is not rewritten behind the caller's back
         assert torch.equal(new[[0, 2]], kept[[0, 2]]) and not torch.equal(new[1], kept[1])
         assert env.episode_step.tolist() == [1, 0, 1]
+
+
+def test_push_cube_layout_that_admits_no_goal_is_refused_in_one_line():
+    """Goals 12-20 cm ahead of cubes up to x = 0.52 cannot fit a goal box ending at x = 0.60: a clear error
+    naming the keys, instead of redrawing forever."""
+    with pytest.raises(ValueError, match=r"goal_distance \[0.12, 0.2\].*widen the goal box"):
+        sim.make("push_cube", num_envs=64, config={"goal_distance": [0.12, 0.2]})
+    with sim.make("push_cube", num_envs=64, config={"goal_distance": [0.12, 0.2], "goal_high": [0.75, 0.2]}) as env:
+        task = env.task
+        distance = np.linalg.norm(task.goal[:, :2] - task.cube_start[:, :2], axis=1)
+        assert ((distance >= 0.12) & (distance <= 0.2)).all() and (task.goal[:, 0] <= 0.75).all()
