@@ -41,7 +41,7 @@ def _bench(args: argparse.Namespace) -> dict | list:
 
         variants = [name for name in args.variants.split(",") if name] if args.variants else None
         return bench_learn(args.task, args.budget_min, args.seeds, variants, args.num_envs or 128,
-                           args.out, args.model, args.demos)  # fmt: skip
+                           args.out, args.model, args.demos, args.jobs)  # fmt: skip
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
@@ -191,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--seeds", type=int, default=3, help="seeds per variant (learn)")
     bench.add_argument("--variants", default=None,
                        help="comma-separated (learn; default: sparse,dense,pbrs_privileged,pbrs_prm,direct_prm)")
+    bench.add_argument("--jobs", type=_positive, default=1,
+                       help="runs trained at a time, each with its share of the cores (learn)")
     bench.add_argument("--out", default="runs/bench_learn", help="run folders, plot and JSON (learn)")
     bench.add_argument("--demos", default=None, help="demos labelled by --model, for the distilled potential (learn)")
     bench.add_argument("--json", action="store_true", help="print one JSON object")

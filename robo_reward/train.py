@@ -104,6 +104,7 @@ def make_env(cfg: DictConfig, render_size: tuple[int, int] = (64, 64), cameras=N
         cameras=cameras,
         render_size=render_size,
         config=task_config(cfg.task),
+        num_threads=cfg.get("physics_threads"),
     )
 
 

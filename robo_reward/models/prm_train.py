@@ -269,7 +269,7 @@ def train_prm(
             if log and ranks.is_main:
                 log(step, losses)
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step % cfg.save_every == 0 or step == cfg.steps:
                 rngs = distributed.all_gather(ranks, gen.get_state())
                 if ranks.is_main:

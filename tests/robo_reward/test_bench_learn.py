@@ -1,14 +1,18 @@
 """`robo-reward bench learn`: every variant x seed trains under the budget and the report has its fields."""
 
 import json
+import os
+
+import pytest
 
 from robo_reward.cli import main
 
 
-def test_bench_learn_reports_each_variant_and_seed(tmp_path, capsys):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_bench_learn_reports_each_variant_and_seed(tmp_path, capsys, jobs):
     out = tmp_path / "bench"
     code = main(["bench", "learn", "--task", "reach", "--budget-min", "0.02", "--seeds", "2", "--num-envs", "8",
-                 "--variants", "sparse,pbrs_privileged", "--out", str(out), "--json"])  # fmt: skip
+                 "--variants", "sparse,pbrs_privileged", "--out", str(out), "--json", "--jobs", str(jobs)])  # fmt: skip
     assert code == 0
     report = json.loads(capsys.readouterr().out)  # --json: one object on stdout
     assert (report["task"], report["budget_min"]) == ("reach", 0.02)
@@ -22,6 +26,9 @@ def test_bench_learn_reports_each_variant_and_seed(tmp_path, capsys):
     assert json.loads((out / "bench_learn.json").read_text()) == report
     summary = json.loads((out / "pbrs_privileged" / "seed1" / "train_summary.json").read_text())
     assert summary["shaping"] == "pbrs" and summary["seed"] == 1
+    # two runs at a time share the cores: each steps its envs on its share of them
+    cores = len(os.sched_getaffinity(0))
+    assert summary["config"]["physics_threads"] == (None if jobs == 1 else max(1, cores // 2))
 
 
 def test_bench_learn_refuses_unknown_variants(tmp_path, capsys):

@@ -60,6 +60,8 @@ def test_two_ranks_train_like_one_process_with_the_same_global_batch(demos, tmp_
     single = subprocess.run([str(BIN / "robo-train-reward"), f"data={demos}", f"out={tmp_path / 'one'}", *TINY,
                              *steps], cwd=tmp_path, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert single.returncode == 0, single.stderr[-2000:]
+    # stderr is a pipe: the progress bar is a few plain lines (every 30 s and the last), not one per step
+    assert 1 <= single.stderr.count("train prm") <= 6, single.stderr[-3000:]
     ddp = torchrun([f"data={demos}", f"out={tmp_path / 'two'}", *TINY, *steps], tmp_path,
                    stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     out, err = ddp.communicate(timeout=600)
