@@ -58,9 +58,15 @@ def check_config(cfg: DictConfig) -> None:
     """Refuse what cannot work before any env is built or file written."""
     if cfg.task.name not in sim.TASKS:
         raise TrainConfigError(f"task={cfg.task.name}: unknown task; known: {', '.join(sorted(sim.TASKS))}")
-    for key in ("num_envs", "iterations", "chunk_iterations"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
-            raise TrainConfigError(f"{key}={cfg[key]}: must be a positive integer")
+    for key in ("num_envs", "iterations", "chunk_iterations", "torch_threads", "physics_threads"):
+        value = cfg.get(key)
+        if key == "physics_threads" and value is None:  # every core
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise TrainConfigError(f"{key}={value}: must be a positive integer")
+    budget = cfg.max_wall_s
+    if budget is not None and (isinstance(budget, bool) or not isinstance(budget, int | float) or budget <= 0):
+        raise TrainConfigError(f"max_wall_s={budget}: must be a positive number of seconds, or null")
     if cfg.task_reward not in REWARD_MODES:
         raise TrainConfigError(f"task_reward={cfg.task_reward}: must be one of {', '.join(REWARD_MODES)}")
     mode = cfg.shaping.mode
@@ -148,7 +154,7 @@ def wrap_reward(env, cfg: DictConfig, model):
 
 # keys a resumed run may change: how long it runs, how it reports, where it computes
 RESUMABLE_KEYS = ("iterations", "resume", "max_wall_s", "progress_bar", "eval_video", "keep_checkpoints",
-                  "chunk_iterations", "summary_iterations", "device", "torch_threads")  # fmt: skip
+                  "chunk_iterations", "summary_iterations", "device", "torch_threads", "physics_threads")  # fmt: skip
 
 
 def run_identity(cfg: DictConfig) -> dict[str, Any]:

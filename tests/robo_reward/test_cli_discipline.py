@@ -67,6 +67,8 @@ def bad_inputs(demo: Path, empty: Path, not_h5: Path) -> list[tuple[str, list[st
         (train, ["iterations=abc"], "iterations=abc: expected an integer"),
         (train, ["task_reward=spars"], "task_reward=spars"),
         (train, ["num_envs=0"], "num_envs=0"),
+        (train, ["physics_threads=abc"], "physics_threads=abc: must be a positive integer"),
+        (train, ["max_wall_s=-1"], "max_wall_s=-1: must be a positive number"),
         (train, ["episodez=3"], "episodez: unknown key"),
         (train, ["task=pick"], "available: " + ", ".join(sorted(sim.TASKS))),
         (train, ["task.reward.plce=2"], "did you mean task.reward.place"),

@@ -12,6 +12,14 @@ import sim.render
 from sim.sigint import sigint_held
 
 
+@pytest.fixture(autouse=True)
+def python_sigint_handler():
+    """Python's own Ctrl-C handler for each test, whatever an earlier test in this process left installed."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def test_a_ctrl_c_inside_the_block_is_raised_after_it_and_the_handler_is_restored():
     before = signal.getsignal(signal.SIGINT)
     finished = False
