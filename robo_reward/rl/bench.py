@@ -13,8 +13,8 @@ Variants (one ``robo-train`` config each, trained under the same wall-clock budg
 
 The PRM is trained once before the runs (record → train → label), outside the budget; its setup time is
 reported. ``jobs`` > 1 trains that many runs at a time, each in its own process with its share of the
-cores (one PPO run keeps ~1 of 2 cores busy: its update is one thread; measured ≈ 3k env-steps/s alone and
-≈ 3k each for two side by side); every run's budget is its own wall clock. Per run the benchmark reports
+cores (one PPO run keeps ~1 of 2 cores busy: its update is one thread; the README gives the env-steps/s
+seen each way); every run's budget is its own wall clock. Per run the benchmark reports
 the success rate of its final iterations and the env steps and wall time at which its episodes first
 succeed ≥ 90 % (over three consecutive iterations), else null.
 """
