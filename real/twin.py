@@ -168,12 +168,9 @@ def serve(
     the main thread (it installs the signal handlers); ``ready()`` once the node publishes and subscribes."""
     arm = TwinArm(config)
     signals = Signals()
+    link = None
     try:
         link = open_link(config, "robo_reward_twin")
-    except BaseException:
-        signals.restore()
-        raise
-    try:
         publish_state = link.state_publisher(config.topic(config.joint_states_topic), config.state_qos)
 
         def publish() -> None:
@@ -207,7 +204,8 @@ def serve(
                 deadline = time.monotonic()
         cameras.close()
     finally:
-        link.close()
+        if link is not None:
+            link.close()
         signals.restore()
     result = {**arm.audit.report(), "pauses": signals.pauses}
     if report is not None:

@@ -222,16 +222,16 @@ def hydra_app(prog: str, config_name: str, job: Callable[[Any], None],
     def main(argv: list[str] | None = None) -> None:
         argv = list(sys.argv[1:] if argv is None else argv)
         args, _ = get_args_parser().parse_known_args(argv)
+        given = {o.split("=", 1)[0].lstrip("+~") for o in args.overrides}
         if not (args.help or args.hydra_help or args.shell_completion or args.info):
             with guarded(prog):
                 check_overrides(config_name, list(args.overrides))
-                given = {o.split("=", 1)[0].lstrip("+~") for o in args.overrides}
                 if torchrun_needs and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not given & set(torchrun_needs):
                     raise UsageError(f"under torchrun give {torchrun_needs[0]}=DIR: every rank must use the same "
                                      "folder (the default one is named after each rank's start time)")  # fmt: skip
         if int(os.environ.get("RANK", "0")) > 0:  # torchrun's other ranks: rank 0 keeps Hydra's record and log
             argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-            if not any(o.lstrip("+").startswith("hydra.run.dir=") for o in args.overrides):
+            if "hydra.run.dir" not in given:
                 argv.append("hydra.run.dir=.")  # no folder of their own (named after their start time) to clean up
         saved = sys.argv
         sys.argv = [prog, *argv]  # Hydra reads its arguments from here

@@ -17,6 +17,11 @@ import mujoco
 import numpy as np
 
 
+def usable_cores() -> int:
+    """The CPUs this process may run on (a SLURM task's, a taskset's), not every core of the node."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class ThreadedPhysics:
     """Steps ``num_envs`` copies of ``model`` and gathers their state into batched arrays.
 
@@ -45,8 +50,7 @@ class ThreadedPhysics:
         self.qvel = np.zeros((num_envs, model.nv))
         self.site_xpos = np.zeros((num_envs, model.nsite, 3))
         self._applied = self.ctrl
-        # the CPUs this process may run on (a SLURM task's, a taskset's), not every core of the node
-        threads = num_threads or min(len(os.sched_getaffinity(0)), num_envs)
+        threads = num_threads or min(usable_cores(), num_envs)
         # Small chunks: the last one decides how long the other thread idles at the end of a step.
         chunk = 1 if threads > 1 else num_envs
         self._chunks = [(lo, min(lo + chunk, num_envs)) for lo in range(0, num_envs, chunk)]

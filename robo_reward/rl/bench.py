@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -33,6 +32,7 @@ from typing import Any
 from hydra import compose, initialize_config_dir
 
 from robo_reward.rl.curves import plot_comparison
+from sim.physics import usable_cores
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 VARIANTS: dict[str, list[str]] = {
@@ -96,7 +96,7 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
             prepared = {"model": model, "demos": demos, "setup_s": 0.0}
         else:
             prepared = prepare_reward_model(task, out, seed=0)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = usable_cores()
     runs = []
     for name in names:
         for seed in range(seeds):

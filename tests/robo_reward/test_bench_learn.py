@@ -1,11 +1,11 @@
 """`robo-reward bench learn`: every variant x seed trains under the budget and the report has its fields."""
 
 import json
-import os
 
 import pytest
 
 from robo_reward.cli import main
+from sim.physics import usable_cores
 
 
 @pytest.mark.parametrize("jobs", [1, 2])
@@ -27,7 +27,7 @@ def test_bench_learn_reports_each_variant_and_seed(tmp_path, capsys, jobs):
     summary = json.loads((out / "pbrs_privileged" / "seed1" / "train_summary.json").read_text())
     assert summary["shaping"] == "pbrs" and summary["seed"] == 1
     # two runs at a time share the cores: each steps its envs on its share of them
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()
     assert summary["config"]["physics_threads"] == (None if jobs == 1 else max(1, cores // 2))
 
 
