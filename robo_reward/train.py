@@ -21,6 +21,7 @@ import json
 import re
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,14 @@ from robo_reward.distributed import Ranks
 from robo_reward.rl import EpisodeLog, RslRlVecEnv
 from robo_reward.rl.checkpoint import STATE_FILE, TrainState, resume, save_runner_checkpoint
 from robo_reward.rl.curves import plot_learning_curves
+from robo_reward.rl.warm_start import (
+    HeldActor,
+    WarmStartConfig,
+    clone_actor,
+    demo_pairs,
+    hold_normalizer,
+    start_normalizer,
+)
 from robo_reward.rl.watch import RewardHackingWatch
 from robo_reward.shaping import ShapedEnv, build_potential
 from sim.env import REWARD_MODES
@@ -69,6 +78,7 @@ def check_config(cfg: DictConfig) -> None:
         raise TrainConfigError(f"max_wall_s={budget}: must be a positive number of seconds, or null")
     if cfg.task_reward not in REWARD_MODES:
         raise TrainConfigError(f"task_reward={cfg.task_reward}: must be one of {', '.join(REWARD_MODES)}")
+    check_warm_start(cfg)
     mode = cfg.shaping.mode
     if mode not in SHAPING_MODES:
         raise TrainConfigError(f"shaping.mode={mode}: must be one of {', '.join(SHAPING_MODES)}")
@@ -98,6 +108,32 @@ def check_config(cfg: DictConfig) -> None:
                 "shaping.potential=distilled needs demo files labelled by the reward model: "
                 "shaping.distill.demos=[demos.h5] (robo-reward label demos.h5 --model DIR)"
             )
+
+
+def check_warm_start(cfg: DictConfig) -> None:
+    warm = cfg.get("warm_start")
+    if not warm or not warm.demos:
+        return
+    for demo in warm.demos:
+        if not Path(demo).is_file():
+            raise TrainConfigError(f"warm_start.demos: {demo}: no such file")
+    for key in ("steps", "batch_size", "critic_iterations"):
+        value = warm.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key == "batch_size" else 0):
+            raise TrainConfigError(f"warm_start.{key}={value}: must be an integer >= {1 if key == 'batch_size' else 0}")
+    for key in ("lr", "std"):
+        value = warm.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise TrainConfigError(f"warm_start.{key}={value}: must be a positive number")
+
+
+def warm_start_config(cfg: DictConfig) -> WarmStartConfig | None:
+    warm = cfg.get("warm_start")
+    if not warm or not warm.demos:
+        return None
+    return WarmStartConfig(demos=list(warm.demos), steps=int(warm.steps), lr=float(warm.lr),
+                           batch_size=int(warm.batch_size), std=float(warm.std),
+                           critic_iterations=int(warm.critic_iterations))  # fmt: skip
 
 
 def make_env(cfg: DictConfig, render_size: tuple[int, int] = (64, 64), cameras=None, num_envs: int | None = None):
@@ -164,7 +200,11 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         config.pop(key, None)
     config.get("reward", {}).pop("model", None)  # a path: its content is fingerprinted instead
     config.get("shaping", {}).get("distill", {}).pop("demos", None)
+    config.get("warm_start", {}).pop("demos", None)
     inputs = {"reward.model": cfg.reward.model}
+    warm = cfg.get("warm_start")
+    if warm and warm.demos:
+        inputs.update({f"warm_start.demos[{i}]": path for i, path in enumerate(warm.demos)})
     if cfg.shaping.mode != "none" and cfg.shaping.potential == "distilled":
         inputs.update({f"shaping.distill.demos[{i}]": path for i, path in enumerate(cfg.shaping.distill.demos)})
     return runs.identity(config, inputs)
@@ -202,8 +242,10 @@ def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[st
         env = make_env(cfg)
     else:  # the env renders what the model was trained on (Φ itself, or the distilled potential's refreshes)
         env = make_env(cfg, render_size=(model.image_size, model.image_size), cameras=tuple(model.cameras))
+    warm = None if cfg.resume else warm_start_config(cfg)
     try:
         learner_env, potential = wrap_reward(env, cfg, model)
+        pairs = demo_pairs(warm.demos, cfg.task.name, env.obs_dim, env.act_dim) if warm else None
     except Exception:
         env.close()
         raise
@@ -218,6 +260,11 @@ def train(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[st
             runner = Runner(vec_env, train_cfg, log_dir=str(run_dir), device=cfg.device)
         runner.add_git_repo_to_log(__file__)  # the run dir records this repo's commit and diff
         state = resume_into(runner, vec_env, run_dir) if cfg.resume else TrainState()
+        if warm is not None:
+            state.warm_start = clone_actor(runner.alg.actor, *pairs, warm, seed=int(cfg.seed))
+            start_normalizer(runner.alg.critic, pairs[0])
+        elif state.warm_start is not None:  # a resumed warm-started run: its actor's normaliser stays held
+            hold_normalizer(runner.alg.actor)
         watch = RewardHackingWatch()
         for row in state.history:
             watch.update_from_row(row)
@@ -283,6 +330,8 @@ def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHac
     from robo_reward.progress import progress_bar
 
     steps_per_it = cfg.algo.num_steps_per_env * cfg.num_envs
+    # a warm-started run's first iterations train the critic alone (resumed runs included)
+    held = int(cfg.warm_start.critic_iterations) if state.warm_start is not None else 0
     done_before = state.iterations_done
     budget = cfg.max_wall_s
     bar = progress_bar(total=cfg.iterations, initial=done_before, desc=f"ppo {cfg.task.name}", unit="it",
@@ -290,13 +339,16 @@ def learn(cfg, runner, vec_env: RslRlVecEnv, state: TrainState, watch: RewardHac
     with bar:
         while state.iterations_done < cfg.iterations and not (budget and state.wall_s >= budget):
             chunk = min(cfg.chunk_iterations, cfg.iterations - state.iterations_done)
+            holding = state.iterations_done < held
+            if holding:  # the critic-only iterations are a chunk of their own
+                chunk = min(chunk, held - state.iterations_done)
             seen = len(vec_env.episodes)
             start = time.perf_counter()
             # a fresh run starts every env at a random step of its first episode, so episodes end spread
             # over the iterations instead of all at once (every iteration then has episodes to report)
             spread = state.iterations_done == 0
-            with contextlib.redirect_stdout(io.StringIO()):  # rsl-rl's per-iteration console report
-                runner.learn(num_learning_iterations=chunk, init_at_random_ep_len=spread)
+            with contextlib.redirect_stdout(io.StringIO()), HeldActor(runner.alg) if holding else nullcontext():
+                runner.learn(num_learning_iterations=chunk, init_at_random_ep_len=spread)  # (stdout: rsl-rl's report)
             runner.current_learning_iteration = state.iterations_done + chunk  # rsl-rl leaves it one short
             elapsed = time.perf_counter() - start
             rows = iteration_rows(vec_env.episodes, seen, state, chunk, cfg.algo.num_steps_per_env, cfg.num_envs,
@@ -414,6 +466,7 @@ def summarise(cfg: DictConfig, config: dict, state: TrainState, watch: RewardHac
         "iterations": state.iterations_done,
         "env_steps": state.env_steps,
         "wall_time_s": round(state.wall_s, 3),
+        "warm_start": state.warm_start,
         "env_steps_per_s": round(state.env_steps / max(state.wall_s, 1e-9), 1),
         "episodes": sum(row["episodes"] for row in history),
         "summary_iterations": len(last),

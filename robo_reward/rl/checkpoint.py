@@ -160,6 +160,7 @@ class TrainState:
     history: list[dict[str, Any]] = field(default_factory=list)
     episodes: EpisodeLog = field(default_factory=EpisodeLog)
     torch_rng: str | None = None
+    warm_start: dict[str, Any] | None = None  # the demonstration warm start's report (rl/warm_start.py), if any
 
     @property
     def checkpoint(self) -> str:
@@ -191,7 +192,10 @@ class TrainState:
             version = raw.get("version")
             raise ResumeError(f"{path}: not a version-{STATE_VERSION} training state (version {version!r})")
         fields = {key: _field(raw, key, kind, path) for key, kind in STATE_FIELDS.items()}
-        state = cls(**fields, episodes=_episode_log(raw.get("episodes"), path))
+        warm_start = raw.get("warm_start")  # optional: states written before warm starts existed lack it
+        if warm_start is not None and not isinstance(warm_start, dict):
+            raise ResumeError(f"{path}: 'warm_start' has the wrong type ({type(warm_start).__name__})")
+        state = cls(**fields, episodes=_episode_log(raw.get("episodes"), path), warm_start=warm_start)
         state.wall_s = float(state.wall_s)
         _check_consistent(state, path)
         if iteration is not None:
