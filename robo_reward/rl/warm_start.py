@@ -33,8 +33,8 @@ class WarmStartConfig:
     steps: int = 4000  # Adam steps of behaviour cloning
     lr: float = 1e-3
     batch_size: int = 512
-    std: float = 0.1  # the actor's action std after cloning (normalised action units)
-    critic_iterations: int = 10  # PPO iterations that train the critic alone, the cloned actor held fixed
+    std: float = 0.2  # the actor's action std after cloning (normalised action units)
+    critic_iterations: int = 30  # PPO iterations that train the critic alone, the cloned actor held fixed
 
 
 def demo_pairs(paths: Sequence[str | Path], task: str, obs_dim: int, act_dim: int) -> tuple[torch.Tensor, ...]:

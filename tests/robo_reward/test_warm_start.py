@@ -45,8 +45,8 @@ def test_warm_start_clones_the_demos_before_ppo(tmp_path, reach_demos):
     """Sparse + PBRS on reach, 4 iterations: from scratch the first episodes almost never succeed; cloned
     from 48 noisy demos, the critic-only iterations already do (measured 0.00 vs 0.65)."""
     cold = train(compose_train(*COMMON, "iterations=4"), tmp_path / "cold")
-    warm = train(compose_train(*COMMON, "iterations=4", f"warm_start.demos=[{reach_demos}]",
-                               "warm_start.critic_iterations=4", "warm_start.steps=1500"), tmp_path / "warm")  # fmt: skip
+    warm_overrides = (f"warm_start.demos=[{reach_demos}]", "warm_start.critic_iterations=4", "warm_start.steps=1500")
+    warm = train(compose_train(*COMMON, "iterations=4", *warm_overrides), tmp_path / "warm")
     report = warm["warm_start"]
     print(f"reach: success in 4 iterations from scratch {success(cold['history']):.2f}, "
           f"warm-started {success(warm['history']):.2f}; clone {report}")  # fmt: skip
