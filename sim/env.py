@@ -238,6 +238,7 @@ class BatchedEnv:
             self._delay.reset(ids, self.physics.ctrl[ids], latency)
         self.physics.refresh(ids)
         self.task.after_reset(ids)
+        self.task.update()  # observe() reads what update() computed, now for the new episodes' states
         self.episode_step[ids] = 0
 
     def _check_action(self, action: torch.Tensor | np.ndarray) -> np.ndarray:

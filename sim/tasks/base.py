@@ -101,7 +101,10 @@ class Task(ABC):
         """Record what a reward term needs from the state before the step (e.g. position for velocity)."""
 
     def update(self) -> None:  # noqa: B027 - optional hook
-        """Compute, once per step, what the reward terms and the evaluation share (distances...)."""
+        """Compute, once per state, what the reward terms, the evaluation and the observation share (distances...).
+
+        The env calls it after every physics step and after every reset, before any of those three.
+        """
 
     @abstractmethod
     def observe(self) -> np.ndarray:

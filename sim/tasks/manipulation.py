@@ -273,22 +273,26 @@ class GraspTask(ArmTask):
         self._phase[ids] = 0
         self._timer[ids] = 0
 
-    def grasped(self) -> np.ndarray:
-        """The fingers are closed on the cube (bool (N,))."""
-        fingers = self.fingers
-        held = (fingers.min(axis=1) > HOLD_LOW) & (fingers.max(axis=1) < HOLD_HIGH)
-        return held & (row_norm(self.cube - self.tcp) < 0.025)
-
     def update(self) -> None:
-        """What reward and evaluation share: ``_grasped`` and the cube's remaining path ``_path``."""
-        self._grasped = self.grasped()
-        self._path = self.remaining_path(self.cube, self.place_target())
+        """What reward, evaluation and observation share, computed once per state: the cube relative to the
+        tcp ``_cube_minus_tcp`` and their distance ``_tcp_cube``, the smaller finger opening ``_finger_min``,
+        ``_grasped`` (the fingers closed on the cube), :meth:`place_target` as ``_target``, and the cube's
+        remaining path ``_path`` to it."""
+        cube = self.cube
+        self._cube_minus_tcp = cube - self.tcp
+        self._tcp_cube = row_norm(self._cube_minus_tcp)
+        fingers = self.fingers
+        self._finger_min = np.minimum(fingers[:, 0], fingers[:, 1])
+        held = (self._finger_min > HOLD_LOW) & (np.maximum(fingers[:, 0], fingers[:, 1]) < HOLD_HIGH)
+        self._grasped = held & (self._tcp_cube < 0.025)
+        self._target = self.place_target()
+        self._path = self.remaining_path(cube, self._target)
 
     def grasp_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(approach in [0, 1], engaged bool, transport in [0, 1]) of the state :meth:`update` saw."""
         transport = np.clip(1.0 - self._path / self.path_start, 0.0, 1.0)
         engaged = self._grasped | (transport > 0.05)
-        approach = np.where(engaged, 1.0, np.maximum(1.0 - row_norm(self.cube - self.tcp) / self.reach_start, 0.0))
+        approach = np.where(engaged, 1.0, np.maximum(1.0 - self._tcp_cube / self.reach_start, 0.0))
         return approach, engaged, transport
 
     # -- expert -----------------------------------------------------------------------------

@@ -92,20 +92,20 @@ class PickPlace(GraspTask):
             self.physics.datas[i].mocap_pos[self.goal_mocap] = goal[k]
 
     def observe(self) -> np.ndarray:
-        cube, tcp, goal = self.cube, self.tcp, self.goal
+        cube, goal, fingers = self.cube, self.goal, self.fingers
         extra = np.stack(
             [
-                self.remaining_path(cube, goal),
+                self._path,  # the remaining path, from update()
                 self.carry_z(goal),
-                (goal[:, 2] < self.cube_half + 1e-6).astype(np.float64),
+                goal[:, 2] < self.cube_half + 1e-6,
                 cube[:, 2] - self.cube_half,
-                self.fingers.mean(axis=1),
+                0.5 * (fingers[:, 0] + fingers[:, 1]),
                 np.sin(4 * quat_yaw(self.cube_quat)),  # the cube's yaw modulo its 90° symmetry
             ],
             axis=1,
         )
-        parts = [*self.arm_obs(), cube, self.cube_quat, goal, cube - tcp, goal - cube, self.grasped()[:, None], extra]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        parts = [*self.arm_obs(), cube, self.cube_quat, goal, self._cube_minus_tcp, goal - cube, self._grasped[:, None]]
+        return np.concatenate([*parts, extra], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         super().update()
@@ -114,7 +114,7 @@ class PickPlace(GraspTask):
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
         k = self.config["tanh_scale"]
         return {
-            "reach": 1.0 - np.tanh(k * row_norm(self.cube - self.tcp)),
+            "reach": 1.0 - np.tanh(k * self._tcp_cube),
             "grasp": self._grasped.astype(np.float64),
             "transport": (1.0 - np.tanh(k * self._path)) * self._grasped,
             "success": (self._goal_dist < self.config["success_radius"]).astype(np.float64),

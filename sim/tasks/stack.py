@@ -100,25 +100,24 @@ class Stack(GraspTask):
         self.reset_cube(ids, base, rng.uniform(-np.pi / 4, np.pi / 4, size=n), joint="base")
 
     def observe(self) -> np.ndarray:
-        cube, tcp, target = self.cube, self.tcp, self.place_target()
+        cube, target = self.cube, self._target  # what update() computed
         base_quat = self.physics.qpos[:, self.base_qpos + 3 : self.base_qpos + 7]
-        extra = np.stack([self.grasped(), self.remaining_path(cube, target), cube[:, 2] - self.cube_half], axis=1)
-        parts = [*self.arm_obs(), cube, self.cube_quat, self.base, base_quat, cube - tcp, target - cube, extra]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        extra = np.stack([self._grasped, self._path, cube[:, 2] - self.cube_half], axis=1)
+        parts = [*self.arm_obs(), cube, self.cube_quat, self.base, base_quat, self._cube_minus_tcp, target - cube]
+        return np.concatenate([*parts, extra], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         super().update()
         cfg = self.config
-        cube, target = self.cube, self.place_target()
-        self._stacked = (row_norm(cube[:, :2] - target[:, :2]) < cfg["align_radius"]) & (
-            np.abs(cube[:, 2] - target[:, 2]) < cfg["height_tolerance"]
-        )
-        self._released = self.fingers.min(axis=1) > RELEASED
+        offset = self.cube - self._target
+        self._align = np.sqrt(offset[:, 0] ** 2 + offset[:, 1] ** 2)  # in the table plane, over the blue cube
+        self._stacked = (self._align < cfg["align_radius"]) & (np.abs(offset[:, 2]) < cfg["height_tolerance"])
+        self._released = self._finger_min > RELEASED
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
         k = self.config["tanh_scale"]
         return {
-            "reach": 1.0 - np.tanh(k * row_norm(self.cube - self.tcp)),
+            "reach": 1.0 - np.tanh(k * self._tcp_cube),
             "grasp": self._grasped.astype(np.float64),
             "transport": (1.0 - np.tanh(k * self._path)) * self._grasped,
             "stacked": self._stacked.astype(np.float64),
@@ -130,12 +129,12 @@ class Stack(GraspTask):
         cube = self.cube
         success = self._stacked & self._released
         approach, engaged, transport = self.grasp_progress()
-        opening = np.clip(self.fingers.min(axis=1) / RELEASED, 0.0, 1.0)
+        opening = np.clip(self._finger_min / RELEASED, 0.0, 1.0)
         released_part = np.where(self._stacked & ~self._grasped, opening, 0.0)
         progress = 0.2 * approach + 0.1 * engaged + 0.6 * transport + 0.1 * released_part
         progress[success] = 1.0
         lifted = self._grasped & (cube[:, 2] > self.cube_half + 0.015)
-        over = row_norm(cube[:, :2] - self.base[:, :2]) < 0.02
+        over = self._align < 0.02
         stage = self._grasped.astype(np.int64)
         stage[lifted] = 2
         stage[lifted & over] = 3

@@ -46,6 +46,25 @@ def test_same_seed_same_trajectory_for_any_thread_count(task):
         assert not torch.equal(first[:, : other.obs_dim], other.reset())
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_observation_after_auto_reset_describes_the_new_episode(task):
+    """Tasks cache what reward, evaluation and observation share (``update``); an observation returned for an
+    env that just auto-reset must come from the new episode's state, not the cache of the one that ended
+    (e.g. pick_place's ``grasped`` entry of a cube held at the time limit)."""
+    with sim.make(task, num_envs=4, seed=0, config={"max_episode_steps": 35}) as env:
+        obs, gen, resets = env.reset(), torch.Generator().manual_seed(0), 0
+        for _ in range(80):
+            try:
+                action = env.expert(obs)  # the expert reaches the grasps and contacts a random policy rarely does
+            except NotImplementedError:
+                action = torch.rand(4, env.act_dim, generator=gen) * 2 - 1
+            obs, _, terminated, truncated, _ = env.step(action)
+            resets += int((terminated | truncated).sum())
+            env.task.update()  # recompute from the current state
+            assert torch.equal(obs, torch.from_numpy(env.task.observe()))
+        assert resets >= 8
+
+
 def test_time_limit_truncates_and_auto_reset_reports_final_obs():
     with sim.make("reach", num_envs=3, seed=0, config={"max_episode_steps": 5}) as env:
         obs = env.reset()
