@@ -41,7 +41,7 @@ def _bench(args: argparse.Namespace) -> dict | list:
 
         variants = [name for name in args.variants.split(",") if name] if args.variants else None
         return bench_learn(args.task, args.budget_min, args.seeds, variants, args.num_envs or 128,
-                           args.out, args.model, args.demos, args.jobs)  # fmt: skip
+                           args.out, args.model, args.demos, args.jobs, args.warm_start)  # fmt: skip
     if args.what == "record":
         from robo_reward.data.bench import bench_record
 
@@ -195,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="runs trained at a time, each with its share of the cores (learn)")
     bench.add_argument("--out", default="runs/bench_learn", help="run folders, plot and JSON (learn)")
     bench.add_argument("--demos", default=None, help="demos labelled by --model, for the distilled potential (learn)")
+    bench.add_argument("--warm-start", default=None, metavar="DEMOS",
+                       help="learn: every run starts from behaviour cloning of this demo file of the task "
+                            "(record it with action noise: robo-reward record --noise 0.3)")  # fmt: skip
     bench.add_argument("--json", action="store_true", help="print one JSON object")
     real_cli.add_bench_deploy_arguments(bench)
 

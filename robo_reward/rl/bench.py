@@ -81,13 +81,18 @@ def train_run(overrides: list[str], run_dir: str) -> dict[str, Any]:
 
 def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 3, variants: list[str] | None = None,
                 num_envs: int = 128, out: str | Path = "runs/bench_learn", model: str | None = None,
-                demos: str | None = None, jobs: int = 1) -> dict[str, Any]:  # fmt: skip
+                demos: str | None = None, jobs: int = 1, warm_start: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Train every variant × seed for ``budget_min`` minutes of training time, ``jobs`` runs at a time;
-    return the JSON report."""
+    return the JSON report. ``warm_start``: a demo file of the task; every run then starts from the
+    same behaviour cloning of it (``robo-train warm_start.demos``), so the variants stay comparable."""
     names = variants or list(DEFAULT_VARIANTS)
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; available: {', '.join(VARIANTS)}")
+    if warm_start is not None:
+        warm_start = str(Path(warm_start).resolve())
+        if not Path(warm_start).is_file():
+            raise ValueError(f"{warm_start}: no such demo file (--warm-start)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {}
@@ -105,6 +110,8 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
                          "progress_bar=false"]  # fmt: skip
             if jobs > 1:
                 overrides.append(f"physics_threads={max(1, cores // jobs)}")
+            if warm_start is not None:
+                overrides.append(f"warm_start.demos=[{warm_start}]")
             if name in NEEDS_MODEL:
                 overrides += [f"reward.model={prepared['model']}", f"shaping.distill.demos=[{prepared['demos']}]"]
             runs.append((name, seed, overrides, str(out / name / f"seed{seed}")))
@@ -135,7 +142,8 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
                 collect(name, seed, future.result())
     plot = out / "bench_learn.png"
     plot_comparison(histories, plot)
-    report = {"task": task, "budget_min": budget_min, "num_envs": num_envs, "jobs": jobs, "results": results,
+    report = {"task": task, "budget_min": budget_min, "num_envs": num_envs, "jobs": jobs, "warm_start": warm_start,
+              "results": results,
               "plot": str(plot),
               "reward_model_setup_s": prepared.get("setup_s")}  # fmt: skip
     (out / "bench_learn.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -36,3 +36,32 @@ def test_bench_learn_refuses_unknown_variants(tmp_path, capsys):
     assert code == 2
     assert "unknown variants ['magic']" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_learn_warm_starts_every_run_from_the_same_demos(tmp_path, capsys):
+    from robo_reward.data.record import RecordConfig, record
+
+    demos = tmp_path / "reach.h5"
+    record(RecordConfig(task="reach", num_demos=24, out=demos, cameras=("front",), res=16, noise=0.3, seed=3,
+                        progress_bar=False))  # fmt: skip
+    out = tmp_path / "bench"
+    code = main(["bench", "learn", "--task", "reach", "--budget-min", "0.02", "--seeds", "1", "--num-envs", "8",
+                 "--variants", "sparse,pbrs_privileged", "--out", str(out), "--json",
+                 "--warm-start", str(demos)])  # fmt: skip
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["warm_start"] == str(demos.resolve())
+    clones = []
+    for variant in ("sparse", "pbrs_privileged"):
+        summary = json.loads((out / variant / "seed0" / "train_summary.json").read_text())
+        assert summary["config"]["warm_start"]["demos"] == [str(demos.resolve())]
+        clones.append(summary["warm_start"])
+    assert clones[0]["pairs"] == clones[1]["pairs"] > 0  # the same demos cloned before each run
+
+
+def test_bench_learn_refuses_a_missing_warm_start_file(tmp_path, capsys):
+    code = main(["bench", "learn", "--warm-start", str(tmp_path / "none.h5"), "--out", str(tmp_path / "b")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "none.h5: no such demo file (--warm-start)" in err[0]
+    assert not (tmp_path / "b").exists()
