@@ -89,10 +89,15 @@ def bench_learn(task: str = "push_cube", budget_min: float = 10.0, seeds: int = 
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variants {unknown}; available: {', '.join(VARIANTS)}")
-    if warm_start is not None:
+    if warm_start is not None:  # checked here, before the reward model's setup minutes, not in the first run
+        from robo_reward.data.reader import DemoReader
+
         warm_start = str(Path(warm_start).resolve())
         if not Path(warm_start).is_file():
             raise ValueError(f"{warm_start}: no such demo file (--warm-start)")
+        with DemoReader(warm_start) as reader:
+            if reader.task != task:
+                raise ValueError(f"{warm_start}: demos of task {reader.task!r}, not {task!r} (--warm-start)")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     prepared: dict[str, Any] = {}

@@ -59,9 +59,18 @@ def test_bench_learn_warm_starts_every_run_from_the_same_demos(tmp_path, capsys)
     assert clones[0]["pairs"] == clones[1]["pairs"] > 0  # the same demos cloned before each run
 
 
-def test_bench_learn_refuses_a_missing_warm_start_file(tmp_path, capsys):
+def test_bench_learn_refuses_a_missing_warm_start_file_or_one_of_another_task(tmp_path, capsys):
+    from robo_reward.data.record import RecordConfig, record
+
     code = main(["bench", "learn", "--warm-start", str(tmp_path / "none.h5"), "--out", str(tmp_path / "b")])
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "none.h5: no such demo file (--warm-start)" in err[0]
+    reach = tmp_path / "reach.h5"
+    record(RecordConfig(task="reach", num_demos=2, out=reach, cameras=("front",), res=16, progress_bar=False))
+    capsys.readouterr()
+    code = main(["bench", "learn", "--task", "push_cube", "--warm-start", str(reach), "--out", str(tmp_path / "b")])
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "reach.h5: demos of task 'reach', not 'push_cube' (--warm-start)" in err[0]
     assert not (tmp_path / "b").exists()
