@@ -110,7 +110,7 @@ class Stack(GraspTask):
         super().update()
         cfg = self.config
         offset = self.cube - self._target
-        self._align = np.sqrt(offset[:, 0] ** 2 + offset[:, 1] ** 2)  # in the table plane, over the blue cube
+        self._align = row_norm(offset[:, :2])  # in the table plane, over the blue cube
         self._stacked = (self._align < cfg["align_radius"]) & (np.abs(offset[:, 2]) < cfg["height_tolerance"])
         self._released = self._finger_min > RELEASED
 
