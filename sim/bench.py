@@ -25,58 +25,78 @@ def _random_actions(env: sim.BatchedEnv, steps: int, seed: int) -> torch.Tensor:
     return torch.rand(steps, env.num_envs, env.act_dim, generator=gen) * 2 - 1
 
 
-def _controls_like_env(env: sim.BatchedEnv, actions: torch.Tensor) -> np.ndarray:
-    """The actuator controls (N, steps * substeps, nu) the env would apply for ``actions``."""
-    saved = env.physics.ctrl.copy()
-    per_step = []
-    for act in actions.numpy().astype(np.float64):
-        env.task.apply_action(act)
-        per_step.append(env.physics.ctrl.copy())
-    env.physics.ctrl[:] = saved
-    ctrl = np.stack(per_step, axis=1)  # (N, steps, nu)
-    return np.repeat(ctrl, env.task.substeps, axis=1)
+def record_physics(env: sim.BatchedEnv, actions: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step ``env`` through ``actions`` and keep what its physics started from at every step.
+
+    Returns ``states`` (steps, N, nstate) — each env's full physics state (``mjSTATE_FULLPHYSICS``) after
+    any auto-reset, ``warmstarts`` (steps, N, nv) — its solver warm start, and ``controls`` (steps, N, nu)
+    — the actuator targets the physics applied: the same work, state for state, that a bound must redo.
+    """
+    physics, model = env.physics, env.model
+    spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
+    steps, n = len(actions), env.num_envs
+    states = np.zeros((steps, n, mujoco.mj_stateSize(model, spec)))
+    warmstarts = np.zeros((steps, n, model.nv))
+    controls = np.zeros((steps, n, model.nu))
+    stepped = physics.step
+    count = 0
+
+    def recording_step(ctrl: np.ndarray | None = None) -> None:
+        nonlocal count
+        for i, data in enumerate(physics.datas):
+            mujoco.mj_getState(model, data, states[count, i], spec)
+            warmstarts[count, i] = data.qacc_warmstart
+        controls[count] = physics.ctrl if ctrl is None else ctrl
+        count += 1
+        stepped(ctrl)
+
+    physics.step = recording_step  # type: ignore[method-assign]
+    try:
+        for act in actions:
+            env.step(act)
+    finally:
+        del physics.step  # back to the class's method
+    return states, warmstarts, controls
 
 
 class RolloutBound:
-    """Raw physics with no env around it: ``mujoco.rollout`` on a persistent 2-thread pool.
+    """Raw physics with no env around it: ``mujoco.rollout`` on a persistent 2-thread pool, redoing the env's steps.
 
-    ``closed_loop`` steps ``substeps`` per call and carries the state to the next call, as any env
-    must (its controls come from observations of the previous step): the bound an env can reach.
-    ``open_loop`` runs every step in one call (no per-control-step synchronisation at all).
+    ``closed_loop`` makes one call per env step, as any env must (its controls come from observations
+    of the previous step), each from the state and warm start the env's physics started from at that
+    step (:func:`record_physics`: after auto-resets too, so episode starts and ends cost what they cost
+    the env) with the controls it applied, for ``substeps`` physics steps: the bound an env can reach.
+    ``open_loop`` runs every step in one call from the first state (no per-step synchronisation at all).
     """
 
-    def __init__(self, env: sim.BatchedEnv, control: np.ndarray, nthread: int = 2) -> None:
+    def __init__(self, env: sim.BatchedEnv, recorded: tuple[np.ndarray, np.ndarray, np.ndarray], nthread: int = 2):
         self.model, self.n, self.substeps = env.model, env.num_envs, env.task.substeps
-        spec = mujoco.mjtState.mjSTATE_FULLPHYSICS
-        self.state0 = np.zeros((self.n, mujoco.mj_stateSize(self.model, spec)))
-        for i, data in enumerate(env.physics.datas):
-            mujoco.mj_getState(self.model, data, self.state0[i], spec)
-        self.control = control
-        self.steps = control.shape[1] // self.substeps
+        self.states, self.warmstarts, controls = recorded
+        self.steps, nstate = len(self.states), self.states.shape[2]
+        # (steps, N, substeps, nu): each step's controls held for its substeps, laid out per call
+        self.controls = np.ascontiguousarray(np.repeat(controls[:, :, None], self.substeps, axis=2))
         self.pool = rollout.Rollout(nthread=nthread)
         self.datas = [mujoco.MjData(self.model) for _ in range(nthread)]
         self.models = [self.model] * self.n
-        self._out = np.zeros((self.n, self.substeps, self.state0.shape[1]))
+        self._out = np.zeros((self.n, self.substeps, nstate))
         self._sensors = np.zeros((self.n, self.substeps, self.model.nsensordata))
-        self._ctrl = np.zeros((self.n, self.substeps, self.model.nu))
         self.open_loop()  # warm up the pool
 
     def closed_loop(self) -> float:
-        state = self.state0.copy()
         ctrl_spec = mujoco.mjtState.mjSTATE_CTRL.value
         start = time.perf_counter()
         for step in range(self.steps):
-            self._ctrl[:] = self.control[:, step * self.substeps : (step + 1) * self.substeps]
             self.pool.rollout(
-                self.models, self.datas, state, self._ctrl, control_spec=ctrl_spec, skip_checks=True,
-                nstep=self.substeps, state=self._out, sensordata=self._sensors,
+                self.models, self.datas, self.states[step], self.controls[step], control_spec=ctrl_spec,
+                skip_checks=True, nstep=self.substeps, initial_warmstart=self.warmstarts[step], state=self._out,
+                sensordata=self._sensors,
             )  # fmt: skip
-            state[:] = self._out[:, -1]
         return self.n * self.steps / (time.perf_counter() - start)
 
     def open_loop(self) -> float:
+        control = self.controls.transpose(1, 0, 2, 3).reshape(self.n, self.steps * self.substeps, -1)
         start = time.perf_counter()
-        self.pool.rollout(self.model, self.datas, self.state0, self.control)
+        self.pool.rollout(self.model, self.datas, self.states[0], control)
         return self.n * self.steps / (time.perf_counter() - start)
 
     def close(self) -> None:
@@ -86,7 +106,8 @@ class RolloutBound:
 def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, seed: int = 0) -> dict:
     """Our env-steps/s with random actions vs the raw ``mujoco.rollout`` bound and a gymnasium peer.
 
-    ``bound_steps_per_s`` is :meth:`RolloutBound.closed_loop` (same model, same substeps per call);
+    ``bound_steps_per_s`` is :meth:`RolloutBound.closed_loop`: the physics of a pass of the env over the same
+    actions redone by ``mujoco.rollout`` (same states, warm starts, controls and substeps per call);
     ``open_loop_steps_per_s`` is reported beside it for reference, and ``threaded_physics_steps_per_s``
     is our threaded engine alone on the same controls (the choice of engine rests on it vs the bound).
     """
@@ -94,7 +115,7 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
     actions = _random_actions(env, steps, seed)
     for act in actions[:5]:  # warm up threads and caches
         env.step(act)
-    bound = RolloutBound(env, _controls_like_env(env, actions))
+    bound = RolloutBound(env, record_physics(env, actions))
 
     def ours() -> float:
         start = time.perf_counter()
@@ -104,10 +125,10 @@ def bench_sim(task: str, num_envs: int = 64, steps: int = 200, rounds: int = 3, 
 
     def physics_only() -> float:
         """Our threaded engine on the same controls, without the task's observation/reward work."""
-        physics, per_step = env.physics, bound.control[:, :: bound.substeps]
+        physics, per_step = env.physics, bound.controls[:, :, 0]
         start = time.perf_counter()
         for step in range(steps):
-            physics.ctrl[:] = per_step[:, step]
+            physics.ctrl[:] = per_step[step]
             physics.step()
         return num_envs * steps / (time.perf_counter() - start)
 

@@ -134,11 +134,13 @@ class BatchedEnv:
         task.update()
 
         terms = task.reward_terms(act)
-        stacked = np.stack([terms[name] for name in self._term_names])  # (terms, N)
+        stacked = np.empty((len(self._term_names), self.num_envs))  # (terms, N); rows filled, not np.stack'd
+        for row, name in zip(stacked, self._term_names, strict=True):
+            row[:] = terms[name]
         outcome = task.evaluate()
         # einsum, not @: a BLAS call here would wake OpenBLAS threads that spin against the physics threads
         dense = self.reward_mode == "dense"
-        reward = np.einsum("t,tn->n", self._term_weights, stacked) if dense else outcome.success.astype(np.float64)
+        reward = np.einsum("t,tn->n", self._term_weights, stacked) if dense else outcome.success.astype(np.float32)
         terminated = outcome.terminated
         truncated = (self.episode_step >= task.max_episode_steps) & ~terminated
         obs = task.observe()
@@ -152,16 +154,17 @@ class BatchedEnv:
         self._obs = obs
 
         tensor = self._to_tensor
+        obs_t, truncated_t = tensor(obs), tensor(truncated)
         info = {
             "success": tensor(outcome.success),
             "progress": tensor(outcome.progress),
             "stage": tensor(outcome.stage),
-            "final_obs": tensor(final_obs),
-            "time_outs": tensor(truncated),
-            "reward_terms": dict(zip(self._term_names, tensor(stacked), strict=True)),
+            "final_obs": obs_t if final_obs is obs else tensor(final_obs),
+            "time_outs": truncated_t,
+            "reward_terms": dict(zip(self._term_names, tensor(stacked).unbind(), strict=True)),
             **captured,
         }
-        return tensor(obs), tensor(reward), tensor(terminated), tensor(truncated), info
+        return obs_t, tensor(reward), tensor(terminated), truncated_t, info
 
     def privileged(self) -> dict[str, torch.Tensor]:
         """``success``, ``progress`` and ``stage`` (N,) of the *current* states (what ``render`` shows).
@@ -242,22 +245,23 @@ class BatchedEnv:
         self.episode_step[ids] = 0
 
     def _check_action(self, action: torch.Tensor | np.ndarray) -> np.ndarray:
+        """The action as a fresh float64 array clipped to [-1, 1]; a clear error for a wrong dtype, shape or NaN."""
         expected = (self.num_envs, self.act_dim)
         if isinstance(action, torch.Tensor):
-            floating = action.is_floating_point()
-            act = action.detach().cpu().numpy() if floating else None
+            act = action.detach().cpu().numpy() if action.is_floating_point() else None
         else:
             arr = np.asarray(action)
-            floating = np.issubdtype(arr.dtype, np.floating)
-            act = arr if floating else None
-        if act is None or not floating:
+            act = arr if np.issubdtype(arr.dtype, np.floating) else None
+        if act is None:
             raise ValueError(f"action must be a float array of shape {expected}, got dtype {action.dtype}")
         if act.shape != expected:
             raise ValueError(f"action must have shape {expected} (num_envs, act_dim), got {tuple(act.shape)}")
-        if not np.isfinite(act).all():
+        # one reduction on the common path; a sum of finite entries can still overflow, hence the second test
+        if not np.isfinite(act.sum()) and not np.isfinite(act).all():
             bad = np.unique(np.argwhere(~np.isfinite(act))[:, 0]).tolist()
             raise ValueError(f"action of shape {expected} has NaN or inf entries in envs {bad[:8]}")
-        return np.clip(act.astype(np.float64, copy=False), -1.0, 1.0)
+        out = np.minimum(act, 1.0, out=np.empty(expected))  # clip by two ufuncs: np.clip costs 3x per call
+        return np.maximum(out, -1.0, out=out)
 
     def _to_tensor(self, array: np.ndarray) -> torch.Tensor:
         """float arrays → float32, bool and int arrays keep their type; shares memory on the CPU."""

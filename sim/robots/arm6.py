@@ -17,6 +17,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+from sim.arrays import clamp
+
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 MJCF = ASSETS / "arm6.xml"  # the arm alone; a task scene includes it through assets/tabletop.xml
 
@@ -79,7 +81,7 @@ def joint_limits(model: mujoco.MjModel) -> tuple[np.ndarray, np.ndarray]:
 def apply_action(ctrl: np.ndarray, action: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> None:
     """Update the actuator targets ``ctrl`` (N, 8) in place from normalised actions (N, 7)."""
     target = ctrl[:, :NUM_ARM_JOINTS] + action[:, :NUM_ARM_JOINTS] * MAX_JOINT_DELTA
-    np.clip(target, lower, upper, out=ctrl[:, :NUM_ARM_JOINTS])
+    clamp(target, lower, upper, out=ctrl[:, :NUM_ARM_JOINTS])
     finger = (1.0 - action[:, NUM_ARM_JOINTS]) * (0.5 * FINGER_OPEN)
     ctrl[:, NUM_ARM_JOINTS] = finger
     ctrl[:, NUM_ARM_JOINTS + 1] = finger

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import mujoco
 import numpy as np
 
+from sim.arrays import as_slice, clamp, plane_distance, row_norm
 from sim.physics import ThreadedPhysics
 from sim.randomize import SceneParts, add_scenery
 from sim.robots.arm6 import (
@@ -53,11 +54,6 @@ def load_scene(name: str) -> mujoco.MjModel:
     return mujoco.MjModel.from_xml_path(str(ASSETS / f"{name}.xml"))
 
 
-def row_norm(vec: np.ndarray) -> np.ndarray:
-    """Euclidean norm of each row (N, D) -> (N,); a few µs cheaper than np.linalg.norm per call."""
-    return np.sqrt(np.einsum("ij,ij->i", vec, vec))
-
-
 def clip_norm(vec: np.ndarray, max_norm: float) -> np.ndarray:
     """Scale rows of ``vec`` (N, D) down to at most ``max_norm``."""
     norm = np.linalg.norm(vec, axis=1, keepdims=True)
@@ -94,9 +90,9 @@ class ArmTask(Task):
         super().bind(physics)
         model = physics.model
         self.lower, self.upper = joint_limits(model)
-        self.arm_qpos = np.array([model.joint(j).qposadr[0] for j in ARM_JOINTS])
-        self.arm_qvel = np.array([model.joint(j).dofadr[0] for j in ARM_JOINTS])
-        self.finger_qpos = np.array([model.joint(j).qposadr[0] for j in FINGER_JOINTS])
+        self.arm_qpos = as_slice([model.joint(j).qposadr[0] for j in ARM_JOINTS])
+        self.arm_qvel = as_slice([model.joint(j).dofadr[0] for j in ARM_JOINTS])
+        self.finger_qpos = as_slice([model.joint(j).qposadr[0] for j in FINGER_JOINTS])
         self.tcp_site = model.site(TCP_SITE).id
         self.jacobian = TcpJacobian(model)
 
@@ -187,8 +183,10 @@ class ArmTask(Task):
 
 def quat_yaw(quat: np.ndarray) -> np.ndarray:
     """Yaw about world z (N,) of orientations given as quaternions (N, 4) w, x, y, z."""
-    w, x, y, z = quat.T
-    return np.arctan2(2.0 * (w * z + x * y), 1.0 - 2.0 * (y * y + z * z))
+    # w z + x y and y² + z² as two einsums over column views: a third of the numpy calls of the spelled-out form
+    wz_xy = np.einsum("ij,ij->i", quat[:, :2], quat[:, 3:1:-1])
+    yy_zz = np.einsum("ij,ij->i", quat[:, 2:], quat[:, 2:])
+    return np.arctan2(2.0 * wz_xy, 1.0 - 2.0 * yy_zz)
 
 
 def nearest_grasp_yaw(current: np.ndarray, face_yaw: np.ndarray) -> np.ndarray:
@@ -251,7 +249,7 @@ class GraspTask(ArmTask):
         at the carry height, so the value is continuous along the expert's path and falls monotonically on it.
         """
         carry = self.carry_z(target)
-        across = row_norm(target[:, :2] - cube[:, :2])
+        across = plane_distance(target, cube)
         far = across + np.abs(carry - cube[:, 2]) + (carry - target[:, 2])
         near = across + np.abs(cube[:, 2] - target[:, 2])
         return np.where(across > 0.02, far, near)
@@ -290,7 +288,7 @@ class GraspTask(ArmTask):
 
     def grasp_progress(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(approach in [0, 1], engaged bool, transport in [0, 1]) of the state :meth:`update` saw."""
-        transport = np.clip(1.0 - self._path / self.path_start, 0.0, 1.0)
+        transport = clamp(1.0 - self._path / self.path_start, 0.0, 1.0)
         engaged = self._grasped | (transport > 0.05)
         approach = np.where(engaged, 1.0, np.maximum(1.0 - self._tcp_cube / self.reach_start, 0.0))
         return approach, engaged, transport

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
+from sim.arrays import clamp, row_norm
 from sim.tasks.base import Evaluation
-from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask, row_norm
+from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask
 
 # the hook point, relative to the handle bar's centre: midway between the bar and the drawer front,
 # half a centimetre below the bar's axis (the closed finger pads reach 1.5 cm below the tool centre)
@@ -107,16 +108,15 @@ class OpenDrawer(ArmTask):
         return self.handle + HOOK_OFFSET
 
     def observe(self) -> np.ndarray:
-        drawer = np.stack([self.opening, self.physics.qvel[:, self.drawer_qvel]], axis=1)
         hook = self.hook_point()
-        parts = [*self.arm_obs(), self.cabinet, hook, hook - self.tcp, drawer]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        drawer = (self.opening[:, None], self.physics.qvel[:, self.drawer_qvel, None])
+        return np.concatenate([*self.arm_obs(), self.cabinet, hook, hook - self.tcp, *drawer], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         cfg = self.config
         self._hook_dist = row_norm(self.hook_point() - self.tcp)
         span = max(cfg["open_distance"], 1e-6)
-        self._open_frac = np.clip(self.opening / span, 0.0, 1.0)
+        self._open_frac = clamp(self.opening / span, 0.0, 1.0)
         self._success = self.opening >= cfg["open_distance"]
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
@@ -132,7 +132,7 @@ class OpenDrawer(ArmTask):
         cfg = self.config
         pulled = self.opening - self.opening_start
         span = np.maximum(cfg["open_distance"] - self.opening_start, 1e-6)
-        pull = np.clip(pulled / span, 0.0, 1.0)
+        pull = clamp(pulled / span, 0.0, 1.0)
         approach = np.maximum(1.0 - self._hook_dist / self.reach_start, 0.0)
         progress = 0.3 * np.where(pulled > 0.01, 1.0, approach) + 0.7 * pull
         progress[self._success] = 1.0

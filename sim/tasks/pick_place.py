@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
+from sim.arrays import clamp, row_norm
 from sim.tasks.base import Evaluation
-from sim.tasks.manipulation import ARM_SCENE_PARTS, GraspTask, quat_yaw, row_norm
+from sim.tasks.manipulation import ARM_SCENE_PARTS, GraspTask, quat_yaw
 
 
 class PickPlace(GraspTask):
@@ -71,6 +72,7 @@ class PickPlace(GraspTask):
         self.goal_mocap = model.body("goal").mocapid[0]
         model.geom_rgba[model.geom("cube").id] = self.config["cube_rgba"]
         self.goal = np.zeros((self.num_envs, 3))
+        self._goal_columns = np.zeros((self.num_envs, 2))  # carry height, goal on the table: fixed per episode
 
     def place_target(self) -> np.ndarray:
         return self.goal
@@ -91,21 +93,22 @@ class PickPlace(GraspTask):
         for k, i in enumerate(ids):
             self.physics.datas[i].mocap_pos[self.goal_mocap] = goal[k]
 
+    def after_reset(self, ids: np.ndarray) -> None:
+        super().after_reset(ids)
+        self._goal_columns[ids, 0] = self.carry_z(self.goal[ids])
+        self._goal_columns[ids, 1] = self.goal[ids, 2] < self.cube_half + 1e-6
+
     def observe(self) -> np.ndarray:
         cube, goal, fingers = self.cube, self.goal, self.fingers
-        extra = np.stack(
-            [
-                self._path,  # the remaining path, from update()
-                self.carry_z(goal),
-                goal[:, 2] < self.cube_half + 1e-6,
-                cube[:, 2] - self.cube_half,
-                0.5 * (fingers[:, 0] + fingers[:, 1]),
-                np.sin(4 * quat_yaw(self.cube_quat)),  # the cube's yaw modulo its 90° symmetry
-            ],
-            axis=1,
+        extra = (
+            self._path[:, None],  # the remaining path, from update()
+            self._goal_columns,  # the carry height, the goal on the table (fixed per episode)
+            cube[:, 2:3] - self.cube_half,
+            0.5 * (fingers[:, :1] + fingers[:, 1:]),
+            np.sin(4 * quat_yaw(self.cube_quat))[:, None],  # the cube's yaw modulo its 90° symmetry
         )
         parts = [*self.arm_obs(), cube, self.cube_quat, goal, self._cube_minus_tcp, goal - cube, self._grasped[:, None]]
-        return np.concatenate([*parts, extra], axis=1, dtype=np.float32)
+        return np.concatenate([*parts, *extra], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         super().update()
@@ -134,4 +137,4 @@ class PickPlace(GraspTask):
         terminated = self.cube[:, 2] < -0.05  # fell off the table
         if cfg["terminate_on_success"]:
             terminated |= success
-        return Evaluation(success, np.clip(progress, 0.0, 1.0), stage, terminated)
+        return Evaluation(success, clamp(progress, 0.0, 1.0), stage, terminated)

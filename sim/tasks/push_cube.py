@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
+from sim.arrays import clamp
+from sim.arrays import row_norm as _row_norm
 from sim.tasks.base import Evaluation
 from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask
-from sim.tasks.manipulation import row_norm as _row_norm
 
 CUBE_HALF = 0.025
 PAD_HALF = 0.012  # finger pad half-thickness along the push direction
@@ -147,7 +148,7 @@ class PushCube(ArmTask):
         # where the fingers must be to push the cube goalward (what "reach" rewards), relative to them
         to_pre = self._pre_push_point() - tcp
         parts = [*self.arm_obs(), self.cube, cube_quat, self.goal, self.cube - tcp, to_pre, self.goal - self.cube]
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return np.concatenate(parts, axis=1, dtype=np.float32)
 
     def update(self) -> None:
         cube, tcp = self.cube, self.tcp
@@ -173,7 +174,7 @@ class PushCube(ArmTask):
         cube_goal, approach_dist = self._cube_goal, self._approach_dist
         success = cube_goal < cfg["success_radius"]
         approach = np.maximum(1.0 - approach_dist / self.approach_start, 0.0)
-        push = np.clip((self.start_goal - cube_goal) * self.push_scale, 0.0, 1.0)
+        push = clamp((self.start_goal - cube_goal) * self.push_scale, 0.0, 1.0)
         progress = 0.3 * np.maximum(approach, push > 0.02) + 0.7 * push  # once pushing, approach is done
         progress[success] = 1.0
 

@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
+from sim.arrays import row_norm
 from sim.tasks.base import Evaluation
-from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask, row_norm
+from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask
 
 
 class Reach(ArmTask):
@@ -63,7 +64,7 @@ class Reach(ArmTask):
     )
 
     def observe(self) -> np.ndarray:
-        return np.concatenate([*self.arm_obs(), self.target, self.target - self.tcp], axis=1).astype(np.float32)
+        return np.concatenate([*self.arm_obs(), self.target, self.target - self.tcp], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         self._distance = row_norm(self.target - self.tcp)

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
+from sim.arrays import clamp, row_norm
 from sim.tasks.base import Evaluation
-from sim.tasks.manipulation import ARM_SCENE_PARTS, RELEASED, GraspTask, row_norm
+from sim.tasks.manipulation import ARM_SCENE_PARTS, RELEASED, GraspTask
 
 
 class Stack(GraspTask):
@@ -102,15 +103,15 @@ class Stack(GraspTask):
     def observe(self) -> np.ndarray:
         cube, target = self.cube, self._target  # what update() computed
         base_quat = self.physics.qpos[:, self.base_qpos + 3 : self.base_qpos + 7]
-        extra = np.stack([self._grasped, self._path, cube[:, 2] - self.cube_half], axis=1)
+        extra = (self._grasped[:, None], self._path[:, None], cube[:, 2:3] - self.cube_half)
         parts = [*self.arm_obs(), cube, self.cube_quat, self.base, base_quat, self._cube_minus_tcp, target - cube]
-        return np.concatenate([*parts, extra], axis=1, dtype=np.float32)
+        return np.concatenate([*parts, *extra], axis=1, dtype=np.float32)
 
     def update(self) -> None:
         super().update()
         cfg = self.config
         offset = self.cube - self._target
-        self._align = row_norm(offset[:, :2])  # in the table plane, over the blue cube
+        self._align = np.hypot(offset[:, 0], offset[:, 1])  # in the table plane, over the blue cube
         self._stacked = (self._align < cfg["align_radius"]) & (np.abs(offset[:, 2]) < cfg["height_tolerance"])
         self._released = self._finger_min > RELEASED
 
@@ -129,7 +130,7 @@ class Stack(GraspTask):
         cube = self.cube
         success = self._stacked & self._released
         approach, engaged, transport = self.grasp_progress()
-        opening = np.clip(self._finger_min / RELEASED, 0.0, 1.0)
+        opening = clamp(self._finger_min / RELEASED, 0.0, 1.0)
         released_part = np.where(self._stacked & ~self._grasped, opening, 0.0)
         progress = 0.2 * approach + 0.1 * engaged + 0.6 * transport + 0.1 * released_part
         progress[success] = 1.0
@@ -143,4 +144,4 @@ class Stack(GraspTask):
         terminated = (cube[:, 2] < -0.05) | (self.base[:, 2] < -0.05)  # a cube fell off the table
         if self.config["terminate_on_success"]:
             terminated |= success
-        return Evaluation(success, np.clip(progress, 0.0, 1.0), stage, terminated)
+        return Evaluation(success, clamp(progress, 0.0, 1.0), stage, terminated)

@@ -4,8 +4,12 @@ import json
 import subprocess
 import sys
 
+import numpy as np
+import torch
+from mujoco import rollout
+
 import sim
-from sim.bench import bench_render, bench_sim
+from sim.bench import RolloutBound, bench_render, bench_sim, record_physics
 
 
 def test_bench_sim_reports_rates_and_ratios():
@@ -23,6 +27,33 @@ def test_bench_sim_reports_rates_and_ratios():
     }
     assert result["env_steps_per_s"] > 0 and result["bound_steps_per_s"] > 0 and result["peer_steps_per_s"] > 0
     assert abs(result["ratio_vs_peer"] - result["env_steps_per_s"] / result["peer_steps_per_s"]) < 0.01
+
+
+def test_bound_redoes_the_envs_own_physics_state_for_state():
+    """The bound's calls start where the env's physics started (after auto-resets too) and end where it ended."""
+    env = sim.make("pick_place", num_envs=4, seed=0, config={"max_episode_steps": 6})
+    actions = torch.rand(10, 4, env.act_dim, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    states, warmstarts, controls = record_physics(env, actions)
+    assert env.physics.step.__func__ is type(env.physics).step  # the recording hook is gone afterwards
+    bound = RolloutBound(env, (states, warmstarts, controls))
+    pool = rollout.Rollout(nthread=1)
+    try:
+        reset_seen = continued = 0
+        for step in range(len(actions) - 1):
+            end, _ = pool.rollout(bound.models, bound.datas[:1], states[step], bound.controls[step],
+                                  initial_warmstart=warmstarts[step])  # fmt: skip
+            for i in range(env.num_envs):
+                if states[step + 1, i, 0] == 0.0:  # time 0: the env auto-reset after this step
+                    reset_seen += 1
+                    continue
+                continued += 1
+                np.testing.assert_allclose(end[i, -1], states[step + 1, i], rtol=0, atol=1e-9)
+        assert reset_seen == 4 and continued == 4 * 8
+        assert bound.closed_loop() > 0 and bound.open_loop() > 0
+    finally:
+        pool.close()
+        bound.close()
+        env.close()
 
 
 def test_bench_render_reports_rates_and_ratio():

@@ -152,12 +152,12 @@ def test_mass_changes_how_far_the_same_push_moves_the_cube():
 def test_action_latency_delays_the_arm():
     def pan_after(latency: int, steps: int) -> float:
         with sim.make("reach", num_envs=1, seed=0, config=only(physics={"latency": [latency, latency]})) as env:
-            start = env.physics.qpos[0, env.task.arm_qpos[0]]
+            start = env.physics.qpos[0, env.task.arm_qpos][0]
             action = np.zeros((1, env.act_dim), dtype=np.float32)
             action[0, 0], action[0, -1] = 1.0, -1.0  # turn the shoulder, gripper open
             for _ in range(steps):
                 env.step(action)
-            return abs(env.physics.qpos[0, env.task.arm_qpos[0]] - start)
+            return abs(env.physics.qpos[0, env.task.arm_qpos][0] - start)
 
     assert pan_after(0, 2) > 0.02  # moving after two steps
     assert pan_after(2, 2) < 0.1 * pan_after(0, 2)  # still waiting for its first command
