@@ -196,6 +196,18 @@ class _Lanes:
         self, lanes: int, path: Path, cameras, frame_shape, batch: int, model: RewardModel, args: tuple
     ) -> None:
         self._work = _LaneWork(path, cameras, frame_shape, batch, model, args)
+        self._threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # this process is a lane too; restored by close()
+        # One forward pass on a zero slice, before forking: the kernels torch sets up per input shape on a
+        # model's first pass cost a lane's first batch 0.1-0.2 s (twice its usual time); the forked lanes
+        # inherit them. Only for a model that names its slice (``infer_frames``, the PRM's 128 frames).
+        warm = min(batch, getattr(model, "infer_frames", 0))
+        try:
+            if warm:
+                model.predict(torch.zeros((warm, len(cameras), *frame_shape), dtype=torch.uint8), *args)
+        except BaseException:
+            torch.set_num_threads(self._threads)
+            raise
         context = mp.get_context("fork")  # the model and settings pass by memory, nothing re-imported
         self._conns, self._procs = [], []
         for _ in range(lanes - 1):
@@ -206,8 +218,6 @@ class _Lanes:
             child.close()
             self._conns.append(parent)
             self._procs.append(proc)
-        self._threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # this process is a lane too; restored by close()
 
     def __call__(self, chunks):
         done: dict[int, np.ndarray] = {}

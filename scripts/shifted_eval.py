@@ -42,6 +42,7 @@ VARIANTS = {  # name: (training data, augment overrides on top of the default)
     "randomised+colour": ("train_rand", {"colour": 0.3, "brightness": 0.2}),
     "randomised": ("train_rand", {}),
     "plain+colour": ("train_plain", {"colour": 0.3, "brightness": 0.2}),
+    "randomised+strong": ("train_rand", {"colour": 0.5, "brightness": 0.35, "contrast": 0.2, "noise": 0.02}),
 }
 SETS = ("heldout_plain", "heldout_rand", "heldout_unseen")
 

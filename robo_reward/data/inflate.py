@@ -1,12 +1,11 @@
 """Frame windows of several cameras decoded into a caller's array, safely from several threads at once.
 
-The labeller's read path. Each of its lanes (one thread, one intra-op torch thread) decodes a batch and
-then runs the model on it, so decoding on one core overlaps the model on the other with no process,
-fork or shared buffer in between (``robo_reward.label`` says why lanes). Frames of our own layout (one
-gzip chunk per frame) are read with one ``os.pread`` per episode and camera, at the chunk table's file
-offsets, and inflated by libdeflate, which releases the GIL; any other layout goes through h5py. h5py
-calls (chunk tables, other layouts) are serialised by one lock: h5py is not safe to enter from two
-threads.
+The labeller's read path: each of its lanes (a process with one intra-op torch thread, see
+``robo_reward.label``) decodes a batch with a reader of its own and then runs the model on it. Frames of our
+own layout (one gzip chunk per frame) are read with one ``os.pread`` per episode and camera, at the chunk
+table's file offsets, and inflated by libdeflate, which releases the GIL; any other layout goes through
+h5py. h5py calls (chunk tables, other layouts) are serialised by one lock: h5py is not safe to enter from
+two threads.
 """
 
 from __future__ import annotations

@@ -68,6 +68,8 @@ class FrameEncoder(nn.Module):
 class ProgressRewardModel(nn.Module):
     """See module docstring. ``progress(frames, instruction)`` is the reward-model contract."""
 
+    infer_frames = INFER_FRAMES  # predict() runs frames in slices of this many (the labeller warms up on one)
+
     def __init__(self, config: PRMConfig) -> None:
         super().__init__()
         self.config = config
