@@ -127,7 +127,8 @@ def label(
 ) -> dict:
     """Label every episode of ``path`` with ``model``'s progress under ``/labels/<name>/``. ``lanes``
     (default: torch's thread count) processes, this one among them, each decode and infer whole batches
-    with one torch thread."""
+    with one torch thread. Returns what was labelled and ``lane_seconds``: the lanes' summed time decoding
+    and running the model (a resumed run's skipped batches count nothing)."""
     path = Path(path)
     with DemoReader(path) as reader:
         cameras = [c for c in model.cameras if c in reader.cameras]
@@ -179,7 +180,8 @@ def label(
     finally:
         run.join()
     sidecar(path, name).unlink()
-    return {"file": str(path), "model": name, "episodes": len(names), "frames": int(sum(lengths))}
+    return {"file": str(path), "model": name, "episodes": len(names), "frames": int(sum(lengths)), "lanes": lanes,
+            "lane_seconds": {key: round(value, 4) for key, value in run.seconds.items()}}  # fmt: skip
 
 
 class _Lanes:
@@ -196,6 +198,7 @@ class _Lanes:
         self, lanes: int, path: Path, cameras, frame_shape, batch: int, model: RewardModel, args: tuple
     ) -> None:
         self._work = _LaneWork(path, cameras, frame_shape, batch, model, args)
+        self.seconds = {"decode": 0.0, "forward": 0.0}  # summed over the lanes, for `bench label`
         self._threads = torch.get_num_threads()
         torch.set_num_threads(1)  # this process is a lane too; restored by close()
         # One forward pass on a zero slice, before forking: the kernels torch sets up per input shape on a
@@ -236,18 +239,24 @@ class _Lanes:
         for k in range(len(chunks)):
             while k not in done:
                 for conn in mp.connection.wait([c for c in self._conns if flight[c]], timeout=0) or ():
-                    done[flight[conn].popleft()] = self._receive(conn)
+                    done[flight[conn].popleft()] = self._tally(self._receive(conn))
                     feed(conn)
                 if k in done:
                     break
                 if following < len(chunks):  # nothing ready: take the next chunk here
                     following += 1
-                    done[following - 1] = self._work(chunks[following - 1])
+                    done[following - 1] = self._tally(self._work(chunks[following - 1]))
                 else:
                     mp.connection.wait([c for c in self._conns if flight[c]])
             yield done.pop(k)
 
-    def _receive(self, conn) -> np.ndarray:
+    def _tally(self, result: tuple[np.ndarray, float, float]) -> np.ndarray:
+        progress, decode_s, forward_s = result
+        self.seconds["decode"] += decode_s
+        self.seconds["forward"] += forward_s
+        return progress
+
+    def _receive(self, conn) -> tuple[np.ndarray, float, float]:
         try:
             status, value = conn.recv()
         except EOFError:
@@ -299,12 +308,16 @@ class _LaneWork:
         self.model, self.args = model, args
         self._reader: FrameReader | None = None
 
-    def __call__(self, chunk) -> np.ndarray:
+    def __call__(self, chunk) -> tuple[np.ndarray, float, float]:
+        """The chunk's progress, and the seconds this lane spent decoding it and running the model on it."""
         if self._reader is None:
             self._reader = FrameReader(self.path, self.cameras, self.frame_shape)
             self._buffer = np.empty((self.batch, len(self.cameras), *self.frame_shape), np.uint8)
+        start = time.perf_counter()
         decoded = torch.from_numpy(self._reader.read(chunk, self._buffer))
-        return self.model.predict(decoded, *self.args)["progress"].numpy()
+        decoded_at = time.perf_counter()
+        progress = self.model.predict(decoded, *self.args)["progress"].numpy()
+        return progress, decoded_at - start, time.perf_counter() - decoded_at
 
     def close(self) -> None:
         if self._reader is not None:

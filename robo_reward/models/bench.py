@@ -38,6 +38,9 @@ def bench_label(
     forward pass per core, no reading) and ``ratio_vs_model_lanes`` is the share of it labelling keeps.
     ``ratio_vs_bound`` compares labelling with what the cores could do at best: the read path's decode and
     the forward pass each timed on one thread, their CPU time per frame spread perfectly over the cores.
+    What labelling does against that bound: ``lanes_busy`` (the share of its wall time the lanes spent decoding
+    or inferring) and the decode and forward rates per lane while the lanes ran side by side
+    (``*_frames_per_s_in_lanes``, against the ``*_one_thread`` rates measured alone).
     The model is the default PRM (random weights: speed does not depend on them) or a trained one from
     ``model_dir``, whose cameras and image size then set the recording's."""
     torch.manual_seed(0)
@@ -57,12 +60,16 @@ def bench_label(
         model.eval()
         total = len(frames)
 
+        inside: list[tuple[float, float, float]] = []  # per end-to-end run: wall, lanes' decode and forward seconds
+
         def end_to_end() -> float:
             target = Path(tmp) / "label.h5"
             shutil.copyfile(source, target)
             start = time.perf_counter()
-            label(target, model, "bench", batch=batch, bf16=bf16, progress_bar=False)
-            return total / (time.perf_counter() - start)
+            seconds = label(target, model, "bench", batch=batch, bf16=bf16, progress_bar=False)["lane_seconds"]
+            wall = time.perf_counter() - start
+            inside.append((wall, seconds["decode"], seconds["forward"]))
+            return total / wall
 
         def forward_only() -> float:
             start = time.perf_counter()
@@ -110,6 +117,9 @@ def bench_label(
         # decode and forward CPU time per frame, perfectly spread over the cores: the most labelling can do
         bounds = [cores / (1 / d + 1 / f) for d, f in zip(rates["decode1"], rates["forward1"], strict=True)]
         ours, model_rates, lane_rates = rates["ours"], rates["model"], rates["lanes"]
+        # inside labelling: how busy the lanes were, and their decode and forward rates while side by side
+        busy = statistics.median((d + f) / (cores * wall) for wall, d, f in inside)
+        decode_in, forward_in = (statistics.median(total / run[k] for run in inside) for k in (1, 2))
         naive_count = min(total, 300)
         start = time.perf_counter()
         for k in range(naive_count):
@@ -125,6 +135,9 @@ def bench_label(
         "bound_frames_per_s": round(statistics.median(bounds), 1),
         "ratio_vs_bound": round(median_ratio(ours, bounds), 3),
         "decode_frames_per_s_one_thread": round(medians(rates)["decode1"], 1),
+        "lanes_busy": round(busy, 3),
+        "decode_frames_per_s_in_lanes": round(decode_in, 1),
+        "forward_frames_per_s_in_lanes": round(forward_in, 1),
         "forward_frames_per_s_one_thread": round(medians(rates)["forward1"], 1),
         "images_per_frame": len(cameras),
         "frames": total,

@@ -206,6 +206,9 @@ def test_bench_label_prints_its_json(capsys):
     assert result["ratio_vs_model_lanes"] == pytest.approx(
         result["frames_per_s"] / result["model_lanes_frames_per_s"], rel=0.01
     )
+    # the lanes' own timing: busy for part of the run, never more than all of it, at rates of their own
+    assert 0 < result["lanes_busy"] <= 1.0
+    assert result["decode_frames_per_s_in_lanes"] > 0 and result["forward_frames_per_s_in_lanes"] > 0
 
 
 def test_a_vision_language_reward_labels_too(demo_file, tmp_path):
