@@ -8,8 +8,7 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
-from sim.arrays import clamp
-from sim.arrays import row_norm as _row_norm
+from sim.arrays import clamp, row_norm
 from sim.tasks.base import Evaluation
 from sim.tasks.manipulation import ARM_SCENE_PARTS, ArmTask
 
@@ -114,8 +113,8 @@ class PushCube(ArmTask):
 
     def after_reset(self, ids: np.ndarray) -> None:
         pre = self._pre_push_point()
-        self.approach_start[ids] = np.maximum(_row_norm(pre[ids] - self.tcp[ids]), 1e-3)
-        self.start_goal[ids] = _row_norm(self.goal[ids, :2] - self.cube_start[ids, :2])
+        self.approach_start[ids] = np.maximum(row_norm(pre[ids] - self.tcp[ids]), 1e-3)
+        self.start_goal[ids] = row_norm(self.goal[ids, :2] - self.cube_start[ids, :2])
         self.push_scale[ids] = 1.0 / np.maximum(self.start_goal[ids] - self.config["success_radius"], 1e-6)
 
     # -- state ------------------------------------------------------------------------------
@@ -126,7 +125,7 @@ class PushCube(ArmTask):
     def _push_direction(self) -> np.ndarray:
         """Unit vectors (N, 2) from cube to goal in the table plane."""
         delta = self.goal[:, :2] - self.cube[:, :2]
-        return delta / np.maximum(_row_norm(delta), 1e-9)[:, None]
+        return delta / np.maximum(row_norm(delta), 1e-9)[:, None]
 
     def _pre_push_point(self) -> np.ndarray:
         """Where the closed fingers must be to push the cube toward the goal: (N, 3)."""
@@ -153,8 +152,8 @@ class PushCube(ArmTask):
     def update(self) -> None:
         cube, tcp = self.cube, self.tcp
         to_goal = self.goal[:, :2] - cube[:, :2]
-        self._cube_goal = _row_norm(to_goal)
-        self._tcp_cube = _row_norm(cube - tcp)
+        self._cube_goal = row_norm(to_goal)
+        self._tcp_cube = row_norm(cube - tcp)
         # distance from the tcp to the pre-push point (see _pre_push_point), without building it
         offset = (CUBE_HALF + PAD_HALF + 0.012) / np.maximum(self._cube_goal, 1e-9)
         to_pre = cube[:, :2] - to_goal * offset[:, None] - tcp[:, :2]
@@ -201,7 +200,7 @@ class PushCube(ArmTask):
         rel = tcp[:, :2] - cube[:, :2]
         along, lateral = (rel * u).sum(axis=1), (rel * perp).sum(axis=1)
         pre = self._pre_push_point()
-        to_pre = _row_norm(tcp[:, :2] - pre[:, :2])
+        to_pre = row_norm(tcp[:, :2] - pre[:, :2])
 
         # Fingers square to the push line; the gripper is symmetric, so take the yaw nearest the current one.
         current = self.tcp_yaw()
@@ -224,7 +223,7 @@ class PushCube(ArmTask):
         target[:, 2] = hover_z
         descend, push = phase == 1, phase == 2
         target[descend] = pre[descend]
-        remaining = _row_norm(self.goal[:, :2] - cube[:, :2])
+        remaining = row_norm(self.goal[:, :2] - cube[:, :2])
         step = np.minimum(cfg["expert_push_step"], remaining)[:, None]
         target[push, :2] = tcp[push, :2] + step[push] * u[push] - 0.5 * lateral[push, None] * perp[push]
         target[push, 2] = push_z

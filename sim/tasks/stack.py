@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from sim import randomize
-from sim.arrays import clamp, row_norm
+from sim.arrays import clamp, plane_distance, row_norm
 from sim.tasks.base import Evaluation
 from sim.tasks.manipulation import ARM_SCENE_PARTS, RELEASED, GraspTask
 
@@ -110,9 +110,10 @@ class Stack(GraspTask):
     def update(self) -> None:
         super().update()
         cfg = self.config
-        offset = self.cube - self._target
-        self._align = np.hypot(offset[:, 0], offset[:, 1])  # in the table plane, over the blue cube
-        self._stacked = (self._align < cfg["align_radius"]) & (np.abs(offset[:, 2]) < cfg["height_tolerance"])
+        cube, target = self.cube, self._target
+        self._align = plane_distance(cube, target)  # in the table plane, over the blue cube
+        level = np.abs(cube[:, 2] - target[:, 2]) < cfg["height_tolerance"]
+        self._stacked = (self._align < cfg["align_radius"]) & level
         self._released = self._finger_min > RELEASED
 
     def reward_terms(self, action: np.ndarray) -> dict[str, np.ndarray]:
