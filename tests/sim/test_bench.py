@@ -12,6 +12,13 @@ import sim
 from sim.bench import RolloutBound, bench_render, bench_sim, record_physics
 
 
+def assert_ratio_of_rounded(ratio: float, a: float, b: float) -> None:
+    """One round: ``ratio`` is a / b, up to the rounding of what is reported (ratios to 0.001, rates to 0.1 —
+    a slow first round of a few frames makes a rate small and its rounding a visible share of it)."""
+    expected = a / b
+    assert abs(ratio - expected) <= 0.0005 + expected * (0.05 / a + 0.05 / b) + 1e-9
+
+
 def test_bench_sim_reports_rates_and_ratios():
     result = bench_sim("reach", num_envs=4, steps=10, rounds=1)
     assert set(result) == {
@@ -26,7 +33,7 @@ def test_bench_sim_reports_rates_and_ratios():
         "threaded_physics_steps_per_s",
     }
     assert result["env_steps_per_s"] > 0 and result["bound_steps_per_s"] > 0 and result["peer_steps_per_s"] > 0
-    assert abs(result["ratio_vs_peer"] - result["env_steps_per_s"] / result["peer_steps_per_s"]) < 0.01
+    assert_ratio_of_rounded(result["ratio_vs_peer"], result["env_steps_per_s"], result["peer_steps_per_s"])
 
 
 def test_bound_redoes_the_envs_own_physics_state_for_state():
@@ -61,7 +68,7 @@ def test_bench_render_reports_rates_and_ratio():
     assert result["cameras"] == ["front", "wrist"]
     assert result["frames_per_s"] > 0 and result["bare_frames_per_s"] > 0
     # one round: the ratio is that round's two rates divided (rounded as reported)
-    assert abs(result["ratio"] - result["frames_per_s"] / result["bare_frames_per_s"]) < 0.01
+    assert_ratio_of_rounded(result["ratio"], result["frames_per_s"], result["bare_frames_per_s"])
 
 
 def test_cli_prints_one_json_object():
