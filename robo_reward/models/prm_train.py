@@ -22,6 +22,7 @@ from robo_reward.distributed import Ranks
 from robo_reward.models.augment import AugmentConfig, augment
 from robo_reward.models.checkpoint import load_checkpoint, save_checkpoint
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_loss, progress_targets
+from robo_reward.models.schedule import check_schedule, learning_rate
 from robo_reward.progress import progress_bar
 
 STATE_DIR = "train_state"  # model + optimizer + step, for resuming
@@ -99,6 +100,8 @@ class PRMTrainConfig:
     pairs: int = 32  # hop-head pairs per batch
     positive_share: float = 0.2  # batch share of final frames of successful episodes
     lr: float = 1e-3
+    lr_schedule: str = "cosine"  # cosine: warm-up, then decay to 0 at the last step; constant (models/schedule.py)
+    warmup_steps: int = 100
     weight_decay: float = 1e-4
     augment: AugmentConfig | dict = field(default_factory=AugmentConfig)  # per-image shifts, colour, noise, blur
     seed: int = 0
@@ -110,6 +113,7 @@ class PRMTrainConfig:
     train_only: list[str] | None = None  # parameter-name prefixes to train (e.g. [task_embedding]); others frozen
 
     def __post_init__(self) -> None:
+        check_schedule(self.lr_schedule, "reward.train")
         if isinstance(self.augment, dict):
             unknown = set(self.augment) - set(AugmentConfig.__dataclass_fields__)
             if unknown:
@@ -263,6 +267,8 @@ def train_prm(
                                   target[b] - target[a])  # fmt: skip
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = learning_rate(cfg.lr, step, cfg.steps, cfg.lr_schedule, cfg.warmup_steps)
             opt.step()
             step += 1
             losses = {key: value.item() for key, value in parts.items()}  # this rank's share of the batch

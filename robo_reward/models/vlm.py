@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from robo_reward.models.checkpoint import save_checkpoint
 from robo_reward.models.clip_weights import create_clip
+from robo_reward.models.schedule import check_schedule, learning_rate
 from robo_reward.progress import progress_bar as make_progress_bar  # `progress_bar` is the on/off flag here
 
 # A CLIP small enough to fine-tune on 2 CPU cores in minutes: 64 px, 8 px patches, 4 x 192 vision
@@ -172,6 +173,8 @@ def finetune(
     lr: float = 1e-4,
     seed: int = 0,
     progress_bar: bool = True,
+    lr_schedule: str = "cosine",
+    warmup_steps: int = 100,
 ) -> list[float]:
     """Contrastive fine-tuning: images (F, H, W, 3) against the captions of their stages (F,).
 
@@ -184,7 +187,7 @@ def finetune(
     tokens = model.tokenizer(captions)
     model.train()
     losses = []
-    for _ in make_progress_bar(iterable=range(steps), desc="finetune vlm", disable=not progress_bar):
+    for step in make_progress_bar(iterable=range(steps), desc="finetune vlm", disable=not progress_bar):
         idx = torch.randint(0, len(frames), (batch_size,), generator=gen)
         images = model.encode_images(frames[idx])
         texts = F.normalize(model.clip.encode_text(tokens), dim=-1)
@@ -192,6 +195,8 @@ def finetune(
         loss = F.cross_entropy(logits, stages_t[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(lr, step, steps, lr_schedule, warmup_steps)
         opt.step()
         losses.append(loss.item())
     model.eval()
@@ -227,7 +232,8 @@ def calibrate_success(model: VLMReward, finals: torch.Tensor, succeeded: list[bo
 
 
 def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: int, batch_size: int, lr: float,
-              seed: int = 0, pretrained: str | None = None, name: str = "vlm") -> tuple[VLMReward, dict]:  # fmt: skip
+              seed: int = 0, pretrained: str | None = None, name: str = "vlm", lr_schedule: str = "cosine",
+              warmup_steps: int = 100) -> tuple[VLMReward, dict]:  # fmt: skip
     """Set up a VL reward for the demos' task and, if ``steps`` > 0, fine-tune it on their stage captions.
 
     The goal prompt becomes the caption of the task's final stage, the baseline that of its first.
@@ -237,6 +243,7 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
     import sim
     from robo_reward.data.reader import DemoReader
 
+    check_schedule(lr_schedule, "reward.train")
     torch.manual_seed(seed)
     config = VLMConfig(**{key: value for key, value in model_cfg.items() if key in VLMConfig.__dataclass_fields__})
     model = VLMReward(config, pretrained=pretrained)
@@ -262,7 +269,8 @@ def train_vlm(data: list[str | Path], out: str | Path, model_cfg: dict, steps: i
     config.baseline_prompts = [captions[0]]
     start = time.perf_counter()
     losses = (
-        finetune(model, torch.cat(frames), np.concatenate(stages), captions, steps, batch_size, lr, seed)
+        finetune(model, torch.cat(frames), np.concatenate(stages), captions, steps, batch_size, lr, seed,
+                 lr_schedule=lr_schedule, warmup_steps=warmup_steps)
         if steps
         else []
     )

@@ -21,6 +21,7 @@ from robo_reward.models import CheckpointError, load
 from robo_reward.models.evaluate import evaluate
 from robo_reward.models.prm import PRMConfig, ProgressRewardModel, progress_targets, two_hot
 from robo_reward.models.prm_train import PRMTrainConfig, train_prm
+from robo_reward.models.schedule import learning_rate
 
 CAMERAS = ["front", "wrist"]
 
@@ -201,6 +202,22 @@ def test_reward_training_resumes_after_a_kill(demos, tmp_path):
     summary = json.loads((run / "train_summary.json").read_text())
     assert summary["steps"] == 120 and summary["resumed_from_step"] == killed_at
     assert load(run).config.instructions == ["push the red cube onto the green goal"]
+    whole = tmp_path / "whole"  # the same run without a kill: the resumed one continued it exactly
+    assert subprocess.run([*cmd[:-1], f"hydra.run.dir={whole}"], capture_output=True, timeout=600).returncode == 0
+    resumed, uninterrupted = load(run).state_dict(), load(whole).state_dict()
+    assert all(torch.allclose(resumed[k], uninterrupted[k], atol=1e-5) for k in uninterrupted)
+
+
+def test_learning_rate_warms_up_then_decays_to_zero():
+    rates = np.array([learning_rate(1e-3, step, 1000, "cosine", 100) for step in range(1000)])
+    assert rates[0] == pytest.approx(1e-5) and rates[99] == pytest.approx(1e-3)
+    assert np.all(np.diff(rates[:100]) > 0) and np.all(np.diff(rates[100:]) < 0)
+    assert rates[-1] < 1e-7 and rates[550] == pytest.approx(0.5e-3, rel=1e-2)
+    short = [learning_rate(1e-3, step, 40, "cosine", 100) for step in range(5)]  # warm-up: a tenth of 40 steps
+    assert short == pytest.approx([0.25e-3, 0.5e-3, 0.75e-3, 1e-3, 1e-3])
+    assert learning_rate(1e-3, 999, 1000, "constant") == 1e-3
+    with pytest.raises(ValueError, match="lr_schedule"):
+        PRMTrainConfig(lr_schedule="linear")
 
 
 def test_train_only_freezes_everything_else(trained, demos, tmp_path):
