@@ -18,7 +18,9 @@ def check_schedule(name: str, where: str) -> None:
 def learning_rate(base: float, step: int, steps: int, schedule: str = "cosine", warmup_steps: int = 100) -> float:
     """The rate for (0-based) ``step`` of ``steps``. ``cosine``: a linear warm-up over ``warmup_steps`` (at
     most a tenth of the run), then a cosine decay to zero at the last step, so the final weights are a
-    settled model's rather than wherever a constant rate's step noise left them; ``constant``: ``base``."""
+    settled model's rather than wherever a constant rate's step noise left them (measured on the PRM at its
+    default 1,500 steps: the spread over seeds narrows, the means hold or improve; at a few hundred steps on a
+    tiny model a constant rate trains more); ``constant``: ``base``."""
     if schedule == "constant":
         return base
     warmup = min(warmup_steps, steps // 10)
