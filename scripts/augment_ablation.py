@@ -37,6 +37,7 @@ def main() -> None:
     parser.add_argument("--task", default="reach")
     parser.add_argument("--steps", type=int, default=300)
     parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--lr-schedule", default="constant", help="constant: as the README's table was measured")
     args = parser.parse_args()
     variants = {"shift only": {}, **{f"+ {k}": {k: v} for k, v in KNOBS.items()}, "all": KNOBS}
     rows = []
@@ -50,7 +51,7 @@ def main() -> None:
             plain, moved = [], []
             for seed in range(args.seeds):
                 cfg = PRMTrainConfig(steps=args.steps, batch_size=64, pairs=16, augment=knobs, seed=seed,
-                                     torch_threads=1, save_every=10**6)  # fmt: skip
+                                     torch_threads=1, save_every=10**6, lr_schedule=args.lr_schedule)  # fmt: skip
                 model, _ = train_prm([train], Path(tmp) / f"{name}_{seed}", net, cfg, False)
                 with DemoReader(heldout) as reader:
                     for i in (i for i in range(len(reader)) if reader.success(i)):
