@@ -25,7 +25,6 @@ import json
 import time
 from pathlib import Path
 
-import yaml
 from omegaconf import OmegaConf
 
 from robo_reward.app import compose_config
@@ -86,23 +85,21 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     paths = record_sets(args.task, out, args.train_demos, args.heldout_demos)
-    defaults = compose_config("train_reward", ["reward=prm"])
+    defaults = compose_config("train_reward", ["reward=prm", *(f"reward.train.{item}" for item in args.train)])
     net = OmegaConf.to_container(defaults.reward.net, resolve=True)
-    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.train)}
     rows = []
     for name in args.variants.split(","):
         data, augment = VARIANTS[name]
         train = OmegaConf.to_container(defaults.reward.train, resolve=True)
         train["augment"] = {**train["augment"], **augment}
         train["steps"] = args.steps or train["steps"]
-        train.update(overrides)
         for seed in (int(s) for s in args.seeds.split(",")):
             folder = out / "models" / "-".join([name, f"seed{seed}", *args.train])
             start = time.perf_counter()
             model, _ = train_prm([paths[data]], folder, {**net, "cameras": list(CAMERAS)},
                                  PRMTrainConfig(**train, seed=seed), name=name)  # fmt: skip
             row = {"variant": name, "seed": seed, "train_data": data, "augment": train["augment"],
-                   "overrides": overrides, "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
+                   "overrides": args.train, "train_s": round(time.perf_counter() - start, 1)}  # fmt: skip
             for held in SETS:
                 metrics = evaluate(model, paths[held])
                 row[held] = {"voc": round(metrics["voc"], 3), "success_auc": round(metrics["success_auc"], 3)}
