@@ -57,7 +57,7 @@ def _record(args: argparse.Namespace) -> None:
     cfg = RecordConfig(
         task=args.task, num_demos=args.num_demos, out=args.out, cameras=_cameras(args.cameras), res=args.res,
         failure_rate=args.failure_rate, noise=args.noise, num_envs=args.num_envs, seed=args.seed, append=args.append,
-        randomize=args.randomize,
+        randomize=args.randomize, stop_after_success=args.stop_after_success,
     )  # fmt: skip
     summary = record(cfg)
     print(f"wrote {summary['episodes']} episodes to {summary['file']} (success {summary['success_rate']:.1%})")
@@ -229,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--randomize", action="store_true",
                      help="domain randomisation on (colours, lights, cameras, distractors, physics); each episode "
                      "stores its draw as the attribute randomization")  # fmt: skip
+    rec.add_argument("--stop-after-success", type=int, default=None, metavar="N",
+                     help="end an episode N frames after its first frame showing success, as a person stops "
+                     "recording once the task is done (default: run to the time limit)")  # fmt: skip
 
     imp = sub.add_parser("import", help="bring outside demonstrations in (video, ROS bags, LeRobot)")
     kinds = imp.add_subparsers(dest="kind", required=True)

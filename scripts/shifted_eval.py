@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/shifted_eval.py [--task push_cube] [--train-demos 64] [--heldout-demos 24]
                                              [--variants plain,randomised,randomised+colour] [--seeds 0,1,2]
-                                             [--train lr_schedule=constant ...] [--out runs/shifted_eval]
+                                             [--train lr_schedule=constant ...] [--stop-after-success 10]
+                                             [--out runs/shifted_eval]
 
 Records, at 64 px with the front and wrist cameras and 20 % spoiled episodes:
 - ``train_plain`` / ``train_rand``: the training demos, as the scene is built and with the task's default domain
@@ -12,6 +13,9 @@ Records, at 64 px with the front and wrist cameras and 20 % spoiled episodes:
   beyond the training jitter (e.g. the table's 0.25–0.35 per channel against ±0.25), lights tilted 0.5–0.8 rad
   (training ≤ 0.5) and 0.45–0.6 as bright (training 0.6–1.4) with a stronger tint, cameras moved 2–3.5 cm and
   turned 0.04–0.06 rad per axis (training ≤ 2 cm, ≤ 0.04 rad), fov off by 3–5° (training ≤ 3°).
+The held-out demos end 10 frames after their first success frame (``record --stop-after-success 10``, as a person
+stops recording once the task is done; ``--stop-after-success none``: at push_cube's 100-step limit, which leaves
+a still tail of about half the episode whose order no model can know); the training demos run to the limit.
 Then trains the PRM with ``conf/reward/prm.yaml``'s defaults per variant (which data, which augmentations), once
 per seed, and reports VOC and success AUC on each held-out set: every (variant, seed) as a JSON line, then per
 variant the mean over seeds with the range of VOC. Off distribution one seed's figure can be far from another's
@@ -53,7 +57,7 @@ VARIANTS = {  # name: (training data, augment overrides on top of the default)
 SETS = ("heldout_plain", "heldout_rand", "heldout_unseen")
 
 
-def record_sets(task: str, out: Path, train_demos: int, heldout_demos: int) -> dict[str, Path]:
+def record_sets(task: str, out: Path, train_demos: int, heldout_demos: int, stop: int | None) -> dict[str, Path]:
     plans = {
         "train_plain": (train_demos, 0, None),
         "train_rand": (train_demos, 0, {"enabled": True}),
@@ -63,10 +67,12 @@ def record_sets(task: str, out: Path, train_demos: int, heldout_demos: int) -> d
     }
     paths = {}
     for name, (count, seed, randomize) in plans.items():
-        paths[name] = out / f"{name}.h5"
+        held = name.startswith("heldout") and stop is not None
+        paths[name] = out / (f"{name}_stop{stop}.h5" if held else f"{name}.h5")
         if not paths[name].exists():
             record(RecordConfig(task=task, num_demos=count, out=paths[name], cameras=CAMERAS, res=64,
                                 failure_rate=0.2, seed=seed, progress_bar=False,
+                                stop_after_success=stop if held else None,
                                 task_config={"randomize": randomize} if randomize else None))  # fmt: skip
     return paths
 
@@ -80,11 +86,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps (default: conf/reward/prm.yaml's)")
     parser.add_argument("--seeds", default="0,1,2", help="training seeds; each variant is trained once per seed")
     parser.add_argument("--train", nargs="*", default=[], help="reward.train overrides, e.g. lr_schedule=constant")
+    parser.add_argument("--stop-after-success", default="10",
+                        help="held-out demos end this many frames after success ('none': at the time limit)")
     parser.add_argument("--out", default="runs/shifted_eval")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = record_sets(args.task, out, args.train_demos, args.heldout_demos)
+    stop = None if args.stop_after_success == "none" else int(args.stop_after_success)
+    paths = record_sets(args.task, out, args.train_demos, args.heldout_demos, stop)
     defaults = compose_config("train_reward", ["reward=prm", *(f"reward.train.{item}" for item in args.train)])
     net = OmegaConf.to_container(defaults.reward.net, resolve=True)
     rows = []

@@ -90,6 +90,7 @@ def bad_inputs(demo: Path, empty: Path, not_h5: Path) -> list[tuple[str, list[st
         (cli, ["record", "--num-demos", "0", "--out", "x.h5"], "--num-demos 0"),
         (cli, ["record", "--failure-rate", "1.5", "--out", "x.h5"], "--failure-rate 1.5"),
         (cli, ["record", "--res", "0", "--out", "x.h5"], "--res 0"),
+        (cli, ["record", "--stop-after-success", "-1", "--out", "x.h5"], "--stop-after-success -1"),
         (cli, ["record", "--num-demos", "1", "--out", "."], "is a folder"),
         (cli, ["record", "--task", "pick", "--out", "x.h5"], "unknown task"),
         (cli, ["validate", str(empty)], "no episodes"),

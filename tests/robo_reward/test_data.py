@@ -491,6 +491,43 @@ def test_cli_record_with_failures_labels_success_honestly(tmp_path, capsys):
     assert modes.get("noisy", 0) > 0 and modes.get("early_stop", 0) > 0, modes
 
 
+def test_cli_record_stop_after_success_ends_each_episode_that_many_frames_after_success(tmp_path, capsys):
+    # push_cube is judged at its last step, so by default an episode runs its 100 steps, the cube still at the
+    # goal for the last half; with --stop-after-success N it ends N frames after its first success frame
+    # (push_cube's last stage, at_goal, is its success). One demo per env: each is its env's first episode,
+    # the same with and without the option, so the short ones must be prefixes of the full ones.
+    common = ["record", "--task", "push_cube", "--num-demos", "6", "--num-envs", "6", "--cameras", "front",
+              "--res", "16", "--seed", "2"]  # fmt: skip
+    full, short = tmp_path / "full.h5", tmp_path / "short.h5"
+    assert cli.main([*common, "--out", str(full)]) == 0
+    assert cli.main([*common, "--out", str(short), "--stop-after-success", "4"]) == 0
+    capsys.readouterr()
+    with DemoReader(full) as reader:
+        assert reader.env_args["stop_after_success"] is None
+        full_eps = [reader.episode(index) for index in range(len(reader))]
+    with DemoReader(short) as reader:
+        assert reader.env_args["stop_after_success"] == 4
+        last_stage = len(reader.stage_names) - 1
+        short_eps = [reader.episode(index) for index in range(len(reader))]
+    assert validate(short)["episodes"] == 6
+    assert all(ep.num_samples == 100 for ep in full_eps)
+    succeeded = [ep for ep in short_eps if ep.success]
+    assert len(succeeded) >= 4  # the expert succeeds in nearly every push
+    for ep in succeeded:
+        stage = ep.privileged["stage"]
+        first = int(np.argmax(stage == last_stage))
+        assert stage[first] == last_stage and ep.num_samples == first + 4 + 1 < 100
+        assert stage[-1] == last_stage and ep.dones[-1] == 1 and not ep.dones[:-1].any()
+        twin = [f for f in full_eps if np.array_equal(f.state[0], ep.state[0])]
+        assert len(twin) == 1, "each short episode starts like exactly one full one"
+        np.testing.assert_array_equal(twin[0].frames["front"][: ep.num_samples], ep.frames["front"])
+        np.testing.assert_array_equal(twin[0].actions[: ep.num_samples], ep.actions)
+        assert twin[0].success  # the full episode, judged at its 100th step, kept the cube at the goal
+    for ep in short_eps:
+        if not ep.success:  # never reached the goal: it ran to the time limit as before
+            assert ep.num_samples == 100
+
+
 # -- crash safety: SIGKILL during record ------------------------------------------------------------
 
 
