@@ -47,6 +47,9 @@ def check_config(cfg: DictConfig) -> None:
             raise UsageError(f"{key}={value}: must be a positive integer")
     if cfg.res < 16:
         raise UsageError(f"res={cfg.res}: must be at least 16 pixels")
+    stop = cfg.reward.heldout_stop_after_success
+    if stop is not None and (not isinstance(stop, int) or stop < 0):
+        raise UsageError(f"reward.heldout_stop_after_success={stop}: must be an integer ≥ 0, or null (time limit)")
     if not 0.0 <= cfg.reward.failure_rate <= 1.0:
         raise UsageError(f"reward.failure_rate={cfg.reward.failure_rate}: must be in [0, 1]")
     if not isinstance(cfg.policy.iterations, int) or cfg.policy.iterations < 0:
@@ -107,7 +110,8 @@ def run_reward_stage(cfg: DictConfig, out: Path) -> dict:
               "num_envs": cfg.num_envs, "task_config": task_config(cfg.task)}  # fmt: skip
     train, heldout = out / "demos.h5", out / "demos_heldout.h5"
     record(RecordConfig(num_demos=rc.num_demos, out=train, seed=cfg.seed, **common))
-    record(RecordConfig(num_demos=rc.heldout_demos, out=heldout, seed=cfg.seed + 1000, **common))
+    record(RecordConfig(num_demos=rc.heldout_demos, out=heldout, seed=cfg.seed + 1000,
+                        stop_after_success=rc.heldout_stop_after_success, **common))  # fmt: skip
     model, summary = train_prm([train], out / "prm", {"cameras": list(rc.cameras)},
                                PRMTrainConfig(steps=rc.steps, seed=cfg.seed))  # fmt: skip
     label(train, model, "prm")  # the distilled potential is fitted to these labels

@@ -86,6 +86,7 @@ def bad_inputs(demo: Path, empty: Path, not_h5: Path) -> list[tuple[str, list[st
         (reward, [f"data={demo}", "reward.train.steps=abc"], "expected an integer"),
         (cli, ["pipeline", "episodez=3"], "did you mean episodes"),
         (cli, ["pipeline", "res=0"], "res=0"),
+        (cli, ["pipeline", "reward.heldout_stop_after_success=-2"], "reward.heldout_stop_after_success=-2"),
         (cli, ["pipeline", "policy.iterations=abc"], "policy.iterations=abc"),
         (cli, ["record", "--num-demos", "0", "--out", "x.h5"], "--num-demos 0"),
         (cli, ["record", "--failure-rate", "1.5", "--out", "x.h5"], "--failure-rate 1.5"),

@@ -57,6 +57,7 @@ def test_pipeline_writes_video_and_report(tmp_path, capsys):
     assert len(iio.imread(out / "heldout_demo0_labelled.mp4")) > 0
     with DemoReader(out / "demos_heldout.h5") as reader:
         assert reader.label_models() == ["prm"] and len(reader) == 4
+        assert reader.env_args["stop_after_success"] == 10  # evaluation demos end like a stopped recording
 
 
 def test_tile_views_layout():
