@@ -13,8 +13,9 @@ step (push_cube, open_drawer) otherwise leaves a long still tail — half of a p
 carry no order to learn or to measure (the simulator's own progress scores VOC 0.89 on such demos, 0.995
 when they end 10 frames after success).
 
-With ``randomize`` the task's domain randomisation is on (``sim/randomize.py``) and each episode stores
-the parameters its env drew as the attribute ``randomization`` (a JSON string).
+With ``randomize`` (or a ``task_config`` whose ``randomize.enabled`` is set) the task's domain randomisation is
+on (``sim/randomize.py``) and each episode stores the parameters its env drew as the attribute
+``randomization`` (a JSON string).
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def record(cfg: RecordConfig) -> dict:
             for i in active:
                 buf = buffers[i]
                 rows = buf.rows
-                if cfg.randomize and not buf.frames:  # its first frame: the env's current episode is this one
+                if env.randomizer is not None and not buf.frames:  # its first frame: the env's current episode
                     buf.randomization = env.randomization([i])[0]
                 buf.frames.append(frames[i])
                 rows["state"].append(obs[i].numpy())

@@ -11,6 +11,7 @@ import sim
 from robo_reward import cli
 from robo_reward.config import task_config
 from robo_reward.data import DemoReader, validate
+from robo_reward.data.record import RecordConfig, record
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -47,6 +48,17 @@ def test_record_without_randomize_stores_no_draw(tmp_path, capsys):
     with DemoReader(path) as reader:
         assert reader.env_args["env_kwargs"]["config"]["randomize"]["enabled"] is False
         assert all("randomization" not in reader.episode(index).attrs for index in range(len(reader)))
+
+
+def test_randomisation_on_through_the_task_config_also_stores_each_draw(tmp_path):
+    # the pipeline and scripts turn it on in the task config (e.g. ranges beyond the defaults), not by the flag
+    path = tmp_path / "demos.h5"
+    config = {"randomize": {"enabled": True, "light": {"intensity": [0.45, 0.6]}}}
+    record(RecordConfig(task="reach", num_demos=3, num_envs=3, out=path, cameras=("front",), res=16,
+                        task_config=config, progress_bar=False))  # fmt: skip
+    with DemoReader(path) as reader:
+        draws = [json.loads(reader.episode(index).attrs["randomization"]) for index in range(len(reader))]
+    assert len(draws) == 3 and all(0.45 <= draw["light"]["intensity"] <= 0.6 for draw in draws)
 
 
 def test_randomisation_is_configured_by_hydra_overrides():
