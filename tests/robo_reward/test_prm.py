@@ -187,8 +187,11 @@ def test_model_config_is_used(demos, tmp_path):
 
 def test_reward_training_resumes_after_a_kill(demos, tmp_path):
     run = tmp_path / "run"
+    # a small net and batch: this checks that a run continues exactly, which does not need the default's size
+    small = ["reward.net.channels=[8,16]", "reward.net.embed_dim=32", "reward.train.batch_size=32",
+             "reward.train.pairs=8"]
     cmd = [sys.executable, "-m", "robo_reward.train_reward", f"data={demos[0]}", "reward.train.steps=120",
-           "reward.train.save_every=20", f"hydra.run.dir={run}"]  # fmt: skip
+           "reward.train.save_every=20", *small, f"hydra.run.dir={run}"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = run / "train_state" / "config.json"
     deadline = time.time() + 240
