@@ -260,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", default=None, help="PNG of progress curves (one per file, suffixed, for several)")
     ev.add_argument("--json", action="store_true")
 
+    ens = sub.add_parser("ensemble", help="average several trained reward models into one (a steadier reward)")
+    ens.add_argument("models", nargs="+", help="trained reward-model folders (same cameras and image size)")
+    ens.add_argument("--out", required=True, help="the ensemble's folder (weights.safetensors + config.json)")
+
     val = sub.add_parser("validate", help="check a demo file; exit 2 with one line naming the problem")
     val.add_argument("file")
 
@@ -387,6 +391,12 @@ def _run(args: argparse.Namespace) -> None:
                 for result in results:
                     print(f"{result['demos']}: VOC {result['voc']:.3f}, success AUC {result.get('success_auc')}, "
                           f"progress MAE {result.get('progress_mae')}")
+    elif args.command == "ensemble":
+        from robo_reward.models.ensemble import RewardEnsemble
+
+        ensemble = RewardEnsemble.from_folders(args.models)
+        ensemble.save(args.out, {"name": Path(args.out).resolve().name})
+        print(f"wrote an ensemble of {len(args.models)} models ({', '.join(ensemble.cameras)}) to {args.out}")
     elif args.command == "report":
         from robo_reward.report import report
 

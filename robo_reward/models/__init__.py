@@ -1,4 +1,4 @@
-"""Reward models: the process reward model (PRM) and the vision-language reward (VLM-RM).
+"""Reward models: the process reward model (PRM), the vision-language reward (VLM-RM) and ensembles of PRMs.
 
 Every model implements :class:`~robo_reward.models.protocol.RewardModel`: ``model.progress(frames uint8
 (B, V, H, W, 3), instruction) -> (B,)`` in [0, 1], ``predict`` adds a success estimate, ``model.save(dir)``
@@ -15,18 +15,12 @@ from robo_reward.models.protocol import RewardModel
 
 
 def load(folder: str | Path) -> RewardModel:
-    """Rebuild a saved reward model from ``folder`` (no pickle is ever read)."""
+    """Rebuild a saved reward model from ``folder`` (no pickle is ever read): a PRM, a VL reward or an
+    ensemble of them (:mod:`robo_reward.models.ensemble`)."""
+    from robo_reward.models.ensemble import build
+
     tensors, config = load_checkpoint(folder)
-    kind = config["kind"]
-    if kind == "prm":
-        from robo_reward.models.prm import ProgressRewardModel
-
-        return ProgressRewardModel.from_checkpoint(tensors, config)
-    if kind == "vlm":
-        from robo_reward.models.vlm import VLMReward
-
-        return VLMReward.from_checkpoint(tensors, config)
-    raise CheckpointError(f"{Path(folder) / 'config.json'}: unknown model kind {kind!r}")
+    return build(config["kind"], tensors, config, Path(folder) / "config.json")
 
 
 def load_reward_model(folder: str | Path, cameras: Sequence[str] | None = None) -> RewardModel:

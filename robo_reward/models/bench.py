@@ -46,7 +46,7 @@ def bench_label(
     torch.manual_seed(0)
     trained = load(model_dir) if model_dir is not None else None
     if trained is not None:
-        cameras, res = tuple(trained.config.cameras), trained.config.image_size
+        cameras, res = tuple(trained.cameras), trained.image_size
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "demos.h5"
         record(RecordConfig(task=task, num_demos=num_demos, out=source, cameras=tuple(cameras), res=res,
