@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from robo_reward.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from robo_reward.models.protocol import progress_in_eval_mode
 
 KIND = "ensemble"
 
@@ -105,12 +106,7 @@ class RewardEnsemble(nn.Module):
         return {key: torch.stack([out[key] for out in outs]).mean(0) for key in ("progress", "success")}
 
     def progress(self, frames, instruction: str, cameras: list[str] | None = None) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict(frames, instruction, cameras)["progress"]
-        finally:
-            self.train(was_training)
+        return progress_in_eval_mode(self, frames, instruction, cameras)
 
     def save(self, folder: str | Path, extra: dict | None = None) -> Path:
         members = [{key: value for key, value in config.items() if key != "name"} for config in self.member_configs]

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from robo_reward.models.checkpoint import save_checkpoint
+from robo_reward.models.protocol import progress_in_eval_mode
 
 # Inference runs in slices of this many frames: a 512-frame batch of two 64 px views becomes a 50 MB float
 # copy that glibc maps fresh (and faults in) on every call, and activations that spill the caches; in
@@ -167,12 +168,7 @@ class ProgressRewardModel(nn.Module):
 
     def progress(self, frames, instruction: str, cameras: list[str] | None = None) -> torch.Tensor:
         """The contract: uint8 frames (B, V, H, W, 3) and an instruction → (B,) progress in [0, 1]."""
-        was_training = self.training
-        self.eval()
-        try:
-            return self.predict(frames, instruction, cameras)["progress"]
-        finally:
-            self.train(was_training)
+        return progress_in_eval_mode(self, frames, instruction, cameras)
 
     # -- persistence ----------------------------------------------------------------------------------
     def save(self, folder: str | Path, extra: dict | None = None) -> Path:

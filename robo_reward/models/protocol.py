@@ -59,3 +59,16 @@ class RewardModel(Protocol):
     def eval(self) -> RewardModel:
         """Inference mode (``nn.Module``'s): no dropout, no batch-statistics updates."""
         ...
+
+
+def progress_in_eval_mode(
+    model: RewardModel, frames: torch.Tensor, instruction: str, cameras: list[str] | None = None
+) -> torch.Tensor:
+    """``model.progress`` for every model: ``predict``'s progress with the model in eval mode, and its
+    training mode as it was afterwards (a caller may be half-way through fine-tuning it)."""
+    was_training = model.training
+    model.eval()
+    try:
+        return model.predict(frames, instruction, cameras)["progress"]
+    finally:
+        model.train(was_training)

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from robo_reward.models.checkpoint import save_checkpoint
 from robo_reward.models.clip_weights import create_clip
+from robo_reward.models.protocol import progress_in_eval_mode
 from robo_reward.models.schedule import check_schedule, learning_rate
 from robo_reward.progress import progress_bar as make_progress_bar  # `progress_bar` is the on/off flag here
 
@@ -144,8 +145,7 @@ class VLMReward(nn.Module):
         return {"progress": progress, "success": success}
 
     def progress(self, frames, instruction: str, cameras: list[str] | None = None) -> torch.Tensor:
-        self.eval()
-        return self.predict(frames, instruction, cameras)["progress"]
+        return progress_in_eval_mode(self, frames, instruction, cameras)
 
     def task_id(self, instruction: str) -> int:
         """Any instruction works zero-shot (it becomes its own goal prompt)."""
